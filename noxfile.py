@@ -1,0 +1,101 @@
+"""nox sessions: one per package, one per backend, plus cross-package suites.
+
+Every session installs through ``constraints/ci.txt`` and only the packages it tests
+(and what they declare), so an undeclared import fails. Run ``nox --list`` to see them;
+``nox`` alone runs the default set that CI runs (``bash .ci/run``).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "core", "data", "ci", "pytorch", "tensorflow", "integration", "parity"]
+
+PYTHON = None  # the interpreter running nox
+CONSTRAINTS = ("-c", "constraints/ci.txt")
+CORE = ("-e", "packages/ptycho-core")
+DATA = ("-e", "packages/ptycho-data")
+CI = ("-e", "packages/ptycho-ci")
+TORCH = ("-e", "packages/ptycho-torch")
+TF = ("-e", "packages/ptycho-tf")
+TEST_TOOLS = ("pytest", "hypothesis")
+# pytest exits 5 when it collected no test; that is not a failure of the suite.
+PYTEST_OK = [0, 5]
+
+
+def _install(session: nox.Session, *packages: str) -> None:
+    session.install(*CONSTRAINTS, *TEST_TOOLS, *packages)
+
+
+def _pytest(session: nox.Session, *paths: str, extra: tuple[str, ...] = ()) -> None:
+    env = {"PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    session.run("pytest", *paths, *extra, *session.posargs, env=env, success_codes=PYTEST_OK)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository and import-linter contracts (core never imports a framework)."""
+    session.install(*CONSTRAINTS, "ruff", "import-linter", *CORE, *DATA)
+    session.run("ruff", "check", ".")
+    session.run("lint-imports")
+
+
+@nox.session(python=PYTHON)
+def core(session: nox.Session) -> None:
+    """ptycho-core alone: no TensorFlow, no torch, no ptycho-data in the environment."""
+    _install(session, *CORE)
+    session.run(
+        "python", "-c",
+        "import importlib.util as u, sys; bad=[m for m in ('torch','tensorflow','keras') if u.find_spec(m)]; "
+        "sys.exit(f'framework installed in core session: {bad}' if bad else 0)",
+    )
+    _pytest(session, "packages/ptycho-core/tests")
+
+
+@nox.session(python=PYTHON)
+def data(session: nox.Session) -> None:
+    """ptycho-data with ptycho-core (NumPy/SciPy/h5py/scikit-image only)."""
+    _install(session, *CORE, *DATA)
+    _pytest(session, "packages/ptycho-data/tests")
+
+
+@nox.session(python=PYTHON)
+def ci(session: nox.Session) -> None:
+    """ptycho-ci: history store, guardrails, triggers, reports, pytest plugin and conformance suite."""
+    _install(session, *CORE, *DATA, *CI)
+    _pytest(session, "packages/ptycho-ci/tests", extra=("-p", "pytester"))
+
+
+@nox.session(python=PYTHON)
+def pytorch(session: nox.Session) -> None:
+    """The PyTorch + Lightning backend (torch==2.13.0 CPU wheel via the constraints)."""
+    _install(session, *CORE, *DATA, *CI, *TORCH)
+    _pytest(session, "packages/ptycho-torch/tests")
+
+
+@nox.session(python=PYTHON)
+def tensorflow(session: nox.Session) -> None:
+    """The TensorFlow / Keras 3 backend."""
+    _install(session, *CORE, *DATA, *CI, *TF)
+    _pytest(session, "packages/ptycho-tf/tests")
+
+
+def _both(session: nox.Session) -> None:
+    _install(session, *CORE, *DATA, *CI, *TORCH, *TF)
+
+
+@nox.session(python=PYTHON)
+def integration(session: nox.Session) -> None:
+    """CLI cycle train -> save -> load -> infer -> stitch on the committed fixture, per backend."""
+    _both(session)
+    _pytest(session, "tests/integration", extra=("-m", "integration"))
+
+
+@nox.session(python=PYTHON)
+def parity(session: nox.Session) -> None:
+    """Cross-backend parity with converted weights (each backend in its own subprocess)."""
+    _both(session)
+    _pytest(session, "tests/parity")
+

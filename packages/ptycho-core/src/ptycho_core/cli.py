@@ -1,0 +1,110 @@
+"""The ``ptycho`` command line.
+
+Subcommands register themselves: ptycho-core adds ``backends`` and ``config``; other
+installed packages add theirs through the ``ptycho.commands`` entry-point group (a
+callable taking the argparse sub-parsers object). Each subcommand sets
+``func(args) -> int``. Errors print one line (``ptycho: error: ...``) and exit with 2
+for bad input or configuration, 1 otherwise; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import metadata
+
+from ptycho_core import __version__
+from ptycho_core.errors import PtychoError, PtychoInputError
+
+COMMANDS_GROUP = "ptycho.commands"
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    from ptycho_core import backends
+
+    entries = backends.available()
+    installed = [e for e in entries if e.installed]
+    missing = [e for e in entries if not e.installed]
+    if installed:
+        print("Installed backends:")
+        for e in installed:
+            print(f"  {e.id:<12} {e.distribution} {e.version or ''}".rstrip())
+            if args.devices:
+                _print_devices(e.id)
+    else:
+        print("No backend is installed.")
+    if missing:
+        print("Available to install:")
+        for e in missing:
+            print(f"  {e.id:<12} {e.install_command}")
+    return 0
+
+
+def _print_devices(backend_id: str) -> None:
+    from ptycho_core import backends
+
+    try:
+        info = backends.get(backend_id).info
+    except PtychoError as exc:
+        print(f"      error: {exc}")
+        return
+    versions = ", ".join(f"{k} {v}" for k, v in info.framework_versions.items())
+    print(f"      framework: {info.framework} ({versions})")
+    print(f"      devices:   {', '.join(info.devices) or 'none found'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``ptycho`` parser, including commands contributed by other packages."""
+    parser = argparse.ArgumentParser(
+        prog="ptycho",
+        description="Physics-informed neural-network ptychography: simulate, train, reconstruct, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"ptycho-core {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "backends",
+        help="list installed backends (no framework import) and the ones you can install",
+        description="List installed ptycho backends and known backends that are not installed.",
+    )
+    p.add_argument("--devices", action="store_true", help="load each installed backend and list the devices it sees")
+    p.set_defaults(func=_cmd_backends)
+
+    from ptycho_core.cli_config import register as register_config
+
+    register_config(sub)
+    for ep in sorted(metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken extension must not take the whole CLI down
+            print(f"ptycho: warning: commands from {ep.value} unavailable: {exc}", file=sys.stderr)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ptycho`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("ptycho: interrupted", file=sys.stderr)
+        return 130
+    except (PtychoError, OSError) as exc:
+        if args.debug:
+            raise
+        message = str(exc).replace("\n", " ")
+        print(f"ptycho: error: {message}", file=sys.stderr)
+        return 2 if isinstance(exc, (PtychoInputError, OSError)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Configuration classes: frozen, keyword-only attrs classes with validators.
+
+There is no global configuration: every function that needs settings takes one of
+these objects. Change a value with :func:`attrs.evolve`::
+
+    >>> from ptycho_core.config import ModelConfig, TrainingConfig
+    >>> cfg = TrainingConfig(model=ModelConfig(N=64, gridsize=2), nepochs=5)
+    >>> cfg.model.gridsize, cfg.nepochs
+    (2, 5)
+
+Reading and writing TOML/JSON/YAML files and PtychoPINN's legacy keys lives in
+:mod:`ptycho_core.serialize`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ptycho_core.errors import ConfigError, UnknownBackendError
+
+ALLOWED_N = (64, 128, 256)
+AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+DEFAULT_BACKEND = "pytorch"
+
+
+def _field_error(inst: Any, attribute: attrs.Attribute, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{type(inst).__name__}.{attribute.name}: expected {expected}, got {value!r}")
+
+
+def _one_of(options: tuple) -> Any:
+    def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in options:
+            allowed = ", ".join(repr(o) for o in options)
+            raise _field_error(inst, attribute, value, f"one of {allowed}")
+
+    return check
+
+
+def _int_at_least(low: int) -> Any:
+    def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise _field_error(inst, attribute, value, f"an integer >= {low}")
+
+    return check
+
+
+def _optional_int_at_least(low: int) -> Any:
+    inner = _int_at_least(low)
+
+    def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None:
+            inner(inst, attribute, value)
+
+    return check
+
+
+def _number(low: float, *, strict: bool) -> Any:
+    def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            ok = value > low if strict else value >= low
+            ok = ok and value == value and value not in (float("inf"),)
+        if not ok:
+            rel = ">" if strict else ">="
+            raise _field_error(inst, attribute, value, f"a finite number {rel} {low}")
+
+    return check
+
+
+def _boolean(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _field_error(inst, attribute, value, "true or false")
+
+
+def _optional_path(value: Any) -> Path | None:
+    return None if value is None or value == "" else Path(value)
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def default_backend() -> str:
+    """The backend id used when none is given: ``$PTYCHO_BACKEND`` or ``'pytorch'``."""
+    return os.environ.get("PTYCHO_BACKEND", "").strip() or DEFAULT_BACKEND
+
+
+def _backend_id(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    from ptycho_core.registry import valid_backend_ids
+
+    if not isinstance(value, str):
+        raise _field_error(inst, attribute, value, "a backend id string")
+    valid = valid_backend_ids()
+    if value not in valid:
+        err = UnknownBackendError(value, valid)
+        raise ConfigError(f"{type(inst).__name__}.{attribute.name}: {err}") from None
+
+
+@attrs.frozen(kw_only=True)
+class ModelConfig:
+    """Architecture and physics settings shared by training and inference (physics.md s4-5)."""
+
+    N: int = attrs.field(default=64, validator=_one_of(ALLOWED_N))
+    """Diffraction pattern side in pixels (64, 128 or 256)."""
+    gridsize: int = attrs.field(default=1, validator=_int_at_least(1))
+    """Patterns per group along one side; C = gridsize**2 channels."""
+    n_filters_scale: int = attrs.field(default=2, validator=_int_at_least(1))
+    """Multiplier of the convolution filter counts."""
+    amp_activation: str = attrs.field(default="sigmoid", validator=_one_of(AMP_ACTIVATIONS))
+    """Activation of the amplitude output."""
+    object_big: bool = attrs.field(default=True, validator=_boolean)
+    """Merge the C patches of a group into one object canvas (gridsize > 1)."""
+    probe_big: bool = attrs.field(default=True, validator=_boolean)
+    """Predict the object outside the central N/2 square with an extra branch."""
+    probe_mask: bool = attrs.field(default=False, validator=_boolean)
+    """Apply a hard disk mask (radius N/4) to the probe."""
+    pad_object: bool = attrs.field(default=True, validator=_boolean)
+    """Zero-pad the central N/2 prediction to N (see physics.md s4)."""
+    probe_scale: float = attrs.field(default=4.0, converter=_to_float, validator=_number(0.0, strict=True))
+    """Probe normalisation: mean(|M*P|) = 1/probe_scale."""
+    gaussian_smoothing_sigma: float = attrs.field(
+        default=0.0, converter=_to_float, validator=_number(0.0, strict=False)
+    )
+    """Gaussian smoothing of the probe amplitude (0 = off)."""
+
+    @property
+    def channels(self) -> int:
+        """Number of patterns per group, ``gridsize**2``."""
+        return self.gridsize * self.gridsize
+
+
+@attrs.frozen(kw_only=True)
+class TrainingConfig:
+    """Everything a training run needs (physics.md s5-6)."""
+
+    model: ModelConfig = attrs.field(factory=ModelConfig, validator=attrs.validators.instance_of(ModelConfig))
+    train_data_file: Path | None = attrs.field(default=None, converter=_optional_path)
+    """DATA-001 NPZ used for training."""
+    test_data_file: Path | None = attrs.field(default=None, converter=_optional_path)
+    """DATA-001 NPZ reconstructed after training (defaults to the training file)."""
+    batch_size: int = attrs.field(default=16, validator=_int_at_least(1))
+    nepochs: int = attrs.field(default=40, validator=_int_at_least(1))
+    learning_rate: float = attrs.field(default=1e-3, converter=_to_float, validator=_number(0.0, strict=True))
+    nll_weight: float = attrs.field(default=1.0, converter=_to_float, validator=_number(0.0, strict=False))
+    """Weight of the Poisson negative log-likelihood."""
+    mae_weight: float = attrs.field(default=0.0, converter=_to_float, validator=_number(0.0, strict=False))
+    """Weight of the amplitude mean absolute error."""
+    realspace_weight: float = attrs.field(
+        default=0.0, converter=_to_float, validator=_number(0.0, strict=False)
+    )
+    """Weight of the real-space loss against ground-truth patches (needs objectGuess)."""
+    nphotons: float = attrs.field(default=1e9, converter=_to_float, validator=_number(0.0, strict=True))
+    """Mean photons per pattern; sets the physics scale sqrt(nphotons)/(N/2)."""
+    n_groups: int | None = attrs.field(default=None, validator=_optional_int_at_least(1))
+    """Number of groups to train on (None = one per scan position)."""
+    neighbor_count: int = attrs.field(default=4, validator=_int_at_least(1))
+    """K of the K-nearest-neighbour grouping."""
+    seed: int = attrs.field(default=42, validator=_int_at_least(0))
+    intensity_scale_trainable: bool = attrs.field(default=True, validator=_boolean)
+    probe_trainable: bool = attrs.field(default=False, validator=_boolean)
+    positions_provided: bool = attrs.field(default=True, validator=_boolean)
+    """Scan positions are given in the data file (PtychoPINN's positions.provided)."""
+    output_dir: Path = attrs.field(default=Path("ptycho_output"), converter=Path)
+    backend: str = attrs.field(factory=default_backend, validator=_backend_id)
+    """Backend id: 'pytorch' or 'tensorflow' (or an installed third-party id)."""
+    accelerator: str = attrs.field(default="auto", validator=_one_of(("auto", "cpu", "gpu")))
+    devices: int = attrs.field(default=1, validator=_int_at_least(1))
+    """Number of devices (or CPU processes with strategy 'ddp')."""
+    strategy: str = attrs.field(default="auto", validator=_one_of(("auto", "ddp", "mirrored")))
+    checkpoint_every: int = attrs.field(default=1, validator=_int_at_least(1))
+    """Write a checkpoint every this many epochs."""
+
+    def __attrs_post_init__(self) -> None:
+        c = self.model.channels
+        if self.neighbor_count < c:
+            raise ConfigError(
+                f"TrainingConfig.neighbor_count: expected an integer >= gridsize**2 = {c}, "
+                f"got {self.neighbor_count}"
+            )
+
+
+@attrs.frozen(kw_only=True)
+class InferenceConfig:
+    """Settings to reconstruct a dataset with a trained model bundle."""
+
+    model: ModelConfig = attrs.field(factory=ModelConfig, validator=attrs.validators.instance_of(ModelConfig))
+    model_path: Path | None = attrs.field(default=None, converter=_optional_path)
+    """Model bundle directory or .zip written by training."""
+    test_data_file: Path | None = attrs.field(default=None, converter=_optional_path)
+    batch_size: int = attrs.field(default=64, validator=_int_at_least(1))
+    n_groups: int | None = attrs.field(default=None, validator=_optional_int_at_least(1))
+    neighbor_count: int = attrs.field(default=4, validator=_int_at_least(1))
+    seed: int = attrs.field(default=42, validator=_int_at_least(0))
+    stitch_crop: int = attrs.field(default=20, validator=_int_at_least(1))
+    """M: side of the central square of each patch used for stitching."""
+    flip_x: bool = attrs.field(default=False, validator=_boolean)
+    flip_y: bool = attrs.field(default=False, validator=_boolean)
+    transpose: bool = attrs.field(default=False, validator=_boolean)
+    output_dir: Path = attrs.field(default=Path("ptycho_output"), converter=Path)
+    backend: str = attrs.field(factory=default_backend, validator=_backend_id)
+    accelerator: str = attrs.field(default="auto", validator=_one_of(("auto", "cpu", "gpu")))
+
+    def __attrs_post_init__(self) -> None:
+        if self.stitch_crop > self.model.N:
+            raise ConfigError(
+                f"InferenceConfig.stitch_crop: expected an integer <= N = {self.model.N}, got {self.stitch_crop}"
+            )
