@@ -245,12 +245,13 @@ def load_bundle(path: str | os.PathLike, backend: str | None = None) -> ModelHan
                 f"not {backend!r}; load it with backend={owner!r} or convert it with "
                 f"`ptycho convert {path} --to {backend}`"
             )
+        implementation = backends.get(owner)  # install hint for a missing backend comes first
         configs = _read_json(directory / CONFIG, "config", path)
         source = f"{path}/{CONFIG}"
         model_config = from_dict(ModelConfig, configs.get("model", {}), source=source)
         training = configs.get("training")
         training_config = None if training is None else from_dict(TrainingConfig, training, source=source)
-        handle = backends.get(owner).load_model(directory, manifest, model_config, training_config)
+        handle = implementation.load_model(directory, manifest, model_config, training_config)
         inference = configs.get("inference")
         if inference is not None:
             handle.metadata["inference_config"] = from_dict(InferenceConfig, inference, source=source)

@@ -73,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_backends)
 
     from ptycho_core.cli_config import register as register_config
+    from ptycho_core.cli_workflow import register as register_workflow
 
     register_config(sub)
+    register_workflow(sub)
     for ep in sorted(metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:
             ep.load()(sub)

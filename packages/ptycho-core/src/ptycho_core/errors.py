@@ -66,6 +66,10 @@ class BackendNotInstalledError(PtychoError, ImportError):
         )
 
 
+class MissingDependencyError(PtychoError, ImportError):
+    """An optional ptycho package needed for this operation is not installed (says what to install)."""
+
+
 class BackendLoadError(PtychoError, ImportError):
     """An installed backend plugin failed to import or register; the original error is chained."""
 

@@ -1,0 +1,212 @@
+"""``ptycho train | infer | run | evaluate | convert | demo``.
+
+Flags mirror config field names (``--nepochs``, ``--gridsize``, ``--probe-big/--no-probe-big``,
+...); ``--config FILE`` is read first and flags override it. ``--train-data``/``--test-data``
+are short for ``--train-data-file``/``--test-data-file``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
+
+ALIASES = {"train_data_file": ["--train-data"], "test_data_file": ["--test-data"]}
+
+
+def _flag_type(field: attrs.Attribute) -> Any:
+    default = field.default
+    if isinstance(default, attrs.Factory) or default is attrs.NOTHING:
+        return str
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    return int if "int" in str(field.type) else str
+
+
+def _add_field_flags(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
+    group = parser.add_argument_group(title)
+    for field in attrs.fields(cls):
+        if field.name in skip or field.name == "model":
+            continue
+        flags = [f"--{field.name.replace('_', '-')}", *ALIASES.get(field.name, [])]
+        doc = (field.metadata or {}).get("help") or _field_doc(cls, field.name)
+        kind = _flag_type(field)
+        if kind is bool:
+            group.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=doc)
+        else:
+            group.add_argument(*flags, dest=field.name, type=kind, default=argparse.SUPPRESS,
+                               metavar=field.name.upper(), help=doc)
+
+
+def _field_doc(cls: type, name: str) -> str:
+    default = next(f for f in attrs.fields(cls) if f.name == name).default
+    if isinstance(default, attrs.Factory):
+        return f"{cls.__name__}.{name}"
+    return f"{cls.__name__}.{name} (default: {default})"
+
+
+def _config_from_args(args: argparse.Namespace, cls: type) -> Any:
+    from ptycho_core.serialize import from_dict, load_config, to_dict
+
+    base = load_config(args.config, cls) if getattr(args, "config", None) else cls()
+    data = to_dict(base)
+    given = vars(args)
+    model_names = {f.name for f in attrs.fields(ModelConfig)}
+    for key, value in given.items():
+        if key in model_names:
+            data["model"][key] = value
+        elif key in {f.name for f in attrs.fields(cls)} and key != "model":
+            data[key] = value
+    return from_dict(cls, data, source="command line")
+
+
+def _common(parser: argparse.ArgumentParser, cls: type) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML/JSON/YAML config file (flags override it)")
+    _add_field_flags(parser, cls, f"{cls.__name__} options")
+    _add_field_flags(parser, ModelConfig, "ModelConfig options")
+
+
+def _print_paths(rec: Any) -> None:
+    paths = rec.metadata.get("paths", {})
+    print(f"backend: {rec.metadata['backend']}")
+    for key, value in paths.items():
+        print(f"  {key:<15} {value}")
+    metrics = rec.metadata.get("metrics")
+    if metrics:
+        for part in ("amplitude", "phase"):
+            m = metrics.get(part, {})
+            if m:
+                print(f"  {part:<9} " + "  ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ptycho_core import bundle, workflow
+
+    cfg = _config_from_args(args, TrainingConfig)
+    result = workflow.train(cfg, resume_from=args.resume)
+    path = bundle.save_bundle(result.model, Path(cfg.output_dir) / workflow.BUNDLE_NAME, training_config=cfg,
+                              overwrite=True)
+    print(f"trained {result.epochs} epochs with {cfg.backend}; final loss {result.history['loss'][-1]:.6g}")
+    print(f"model bundle: {path}")
+    return 0
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from ptycho_core import bundle, workflow
+
+    if "backend" not in vars(args) and getattr(args, "model_path", None):
+        args.backend = bundle.read_manifest(args.model_path).get("backend")
+    cfg = _config_from_args(args, InferenceConfig)
+    _print_paths(workflow.infer(cfg))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ptycho_core import workflow
+
+    _print_paths(workflow.run(_config_from_args(args, TrainingConfig)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ptycho_core import workflow
+    from ptycho_data.npz import save_dataset
+    from ptycho_data.simulate import SimulationConfig, simulate_dataset
+
+    out = Path(args.output_dir)
+    cfg = _config_from_args(args, TrainingConfig)
+    sim = SimulationConfig(seed=cfg.seed)
+    print(f"simulating a dataset from the embedded defaults (N={sim.N}) ...")
+    data_path = out / "simulated.npz"
+    out.mkdir(parents=True, exist_ok=True)
+    save_dataset(simulate_dataset(sim), data_path)
+    cfg = attrs.evolve(cfg, train_data_file=data_path, output_dir=out)
+    rec = workflow.run(cfg)
+    _print_paths(rec)
+    print(f"images and metrics are in {out.resolve()}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ptycho_core import workflow
+    from ptycho_core.errors import DataError
+
+    truth = workflow.load_dataset(args.ground_truth, "ground_truth")
+    if truth.object is None:
+        raise DataError(f"{args.ground_truth}: no objectGuess (ground truth) in this file")
+    try:
+        with np.load(args.reconstruction, allow_pickle=False) as f:
+            obj = f["object"]
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"{args.reconstruction}: expected a reconstruction.npz with key 'object' ({exc})") from None
+    if obj.shape != truth.object.shape:
+        raise DataError(f"{args.reconstruction}: object shape {obj.shape} differs from ground truth "
+                        f"{truth.object.shape}")
+    metrics = workflow._data_module("metrics").evaluate_reconstruction(obj, truth.object, truth.positions,
+                                                                      register=args.register)
+    text = json.dumps(metrics, indent=2, default=float)
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from ptycho_core.convert import convert_bundle
+
+    src = Path(args.bundle)
+    out = args.output or src.with_name(f"{src.stem}-{args.to}{src.suffix}")
+    path = convert_bundle(src, args.to, out, overwrite=args.overwrite)
+    print(f"converted {src} -> {path} (backend {args.to})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the workflow subcommands to the ``ptycho`` parser."""
+    p = sub.add_parser("train", help="train a model and save its bundle", description="Train a model.")
+    _common(p, TrainingConfig)
+    p.add_argument("--resume", type=Path, metavar="CKPT", help="continue from a checkpoint of an earlier run")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("infer", help="reconstruct a dataset with a trained bundle",
+                       description="Reconstruct --test-data with the bundle at --model-path.")
+    _common(p, InferenceConfig)
+    p.set_defaults(func=_cmd_infer)
+
+    p = sub.add_parser("run", help="train, save, load, infer, stitch and write images + metrics",
+                       description="The main job: train -> save -> load -> infer -> stitch -> images and metrics.")
+    _common(p, TrainingConfig)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("demo", help="simulate a dataset from the embedded defaults and run the main job on it",
+                       description="Simulate a dataset (ptycho-data defaults), then `ptycho run` on it.")
+    _common(p, TrainingConfig)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("evaluate", help="metrics of a reconstruction against ground truth",
+                       description="Compare reconstruction.npz with the objectGuess of a DATA-001 file.")
+    p.add_argument("reconstruction", type=Path, help="reconstruction.npz written by ptycho run/infer")
+    p.add_argument("ground_truth", type=Path, help="NPZ with objectGuess")
+    p.add_argument("--register", action="store_true", help="sub-pixel registration before the metrics")
+    p.add_argument("--output", type=Path, help="also write the metrics JSON here")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("convert", help="convert a model bundle to another backend",
+                       description="Move weights between backends (canonical layout), writing a new bundle.")
+    p.add_argument("bundle", type=Path, help="bundle directory or .zip")
+    p.add_argument("--to", required=True, help="target backend id (pytorch or tensorflow)")
+    p.add_argument("--output", type=Path, help="output bundle path (default: BUNDLE-<backend>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output bundle")
+    p.set_defaults(func=_cmd_convert)

@@ -1,0 +1,78 @@
+"""PNG figures written by the workflow (matplotlib with the Agg backend, imported lazily)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    plt = _pyplot()
+    tmp = path.with_name(f".{path.stem}.part.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _extent(shape: tuple[int, int], origin: tuple[float, float]) -> list[float]:
+    x0, y0 = origin
+    return [x0 - 0.5, x0 + shape[1] - 0.5, y0 + shape[0] - 0.5, y0 - 0.5]
+
+
+def save_image(image: np.ndarray, path: Path, title: str, origin: tuple[float, float] = (0.0, 0.0),
+               cmap: str = "gray") -> Path:
+    """One image with a colour bar and axes in object pixels."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    im = ax.imshow(image, cmap=cmap, extent=_extent(image.shape, origin))
+    ax.set_title(title)
+    ax.set_xlabel("x (object pixels)")
+    ax.set_ylabel("y (object pixels)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return _save(fig, Path(path))
+
+
+def save_loss(history: dict[str, list[float]], path: Path) -> Path:
+    """Per-epoch loss curves (and the intensity scale when recorded)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for key, values in history.items():
+        if "loss" in key and values:
+            ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (Poisson NLL, photon units)")
+    ax.set_title("Training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, Path(path))
+
+
+def save_comparison(reconstruction: np.ndarray, truth: np.ndarray, path: Path, metrics: dict | None = None) -> Path:
+    """Ground truth vs reconstruction, amplitude and phase, with SSIM in the titles."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(9, 8))
+    rows = [("amplitude", np.abs, "gray"), ("phase", np.angle, "twilight")]
+    for r, (name, fn, cmap) in enumerate(rows):
+        score = ""
+        if metrics and isinstance(metrics.get(name), dict) and "ssim" in metrics[name]:
+            score = f" (SSIM {metrics[name]['ssim']:.3f})"
+        for c, (label, img) in enumerate([("ground truth", truth), ("reconstruction" + score, reconstruction)]):
+            ax = axes[r, c]
+            im = ax.imshow(fn(img), cmap=cmap)
+            ax.set_title(f"{name}: {label}")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return _save(fig, Path(path))

@@ -1,0 +1,264 @@
+"""NumPy reference of the physics layer inside training (docs/conventions.md s3).
+
+Merge, extract, illuminate, diffract and the loss, per group: group ``b`` of a batch
+only ever sees its own ``C`` patches. Tensors are channels-last: patches (B, N, N, C),
+offsets (B, C, 2) as ``(x, y)``. Import these functions from :mod:`ptycho_core.reference`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ptycho_core.errors import ConfigError, DataError
+from ptycho_core.reference_physics import _check_square
+from ptycho_core.reference_sampling import _check_finite, _check_image, _check_size, _translate64
+
+MERGE_EPS = 1e-3
+"""Epsilon added to the merge denominator (conventions s3.1)."""
+
+LOG_EPS = 1e-12
+"""Epsilon inside the logarithm / square root of the loss (conventions s3.6)."""
+
+
+def merge_canvas_side(N: int, gridsize: int) -> int:
+    """Side ``S = N + (gridsize - 1) * 4 + 10`` of the merge canvas."""
+    return _check_size(N, "N") + (_check_size(gridsize, "gridsize") - 1) * 4 + 10
+
+
+def _check_offsets(offsets, B: int, C: int) -> np.ndarray:
+    off = np.asarray(offsets, dtype=np.float64)
+    if off.shape != (B, C, 2):
+        raise DataError(f"offsets: expected shape (B, C, 2) = ({B}, {C}, 2) of (x, y) pairs, got {off.shape}")
+    _check_finite(off, "offsets")
+    return off
+
+
+def _check_patches(patches, gridsize: int | None = None) -> np.ndarray:
+    p = _check_image(patches, "patches", min_ndim=4, max_ndim=4)
+    if p.shape[1] != p.shape[2]:
+        raise DataError(f"patches: expected shape (B, N, N, C) with square patches, got {p.shape}")
+    if gridsize is not None:
+        if isinstance(gridsize, bool) or not isinstance(gridsize, numbers.Integral) or gridsize < 1:
+            raise ConfigError(f"gridsize: expected a positive integer, got {gridsize!r}")
+        if p.shape[3] != gridsize * gridsize:
+            raise DataError(f"patches: expected C = gridsize**2 = {gridsize * gridsize} channels "
+                            f"(shape (B, N, N, C)), got shape {p.shape}")
+    return p
+
+
+def _window(N: int) -> np.ndarray:
+    """Central-window mask: 1 on rows and columns ``[N//4, 3N//4)`` of an N x N patch."""
+    w = np.zeros((N, N), dtype=np.float64)
+    w[N // 4:(3 * N) // 4, N // 4:(3 * N) // 4] = 1.0
+    return w
+
+
+def _merge64(p: np.ndarray, off: np.ndarray, gridsize: int) -> np.ndarray:
+    """Merge in complex128: patches (B, N, N, C), offsets (B, C, 2) -> canvas (B, S, S)."""
+    B, N, _, C = p.shape
+    S = merge_canvas_side(N, gridsize)
+    lo = (S - N) // 2
+    w = _window(N)
+    padded = np.zeros((B, C, S, S), dtype=np.complex128)
+    padded[:, :, lo:lo + N, lo:lo + N] = np.moveaxis(p, -1, 1) * w
+    wpad = np.zeros((B * C, S, S), dtype=np.float64)
+    wpad[:, lo:lo + N, lo:lo + N] = w
+    dx, dy = off[..., 0].reshape(-1), off[..., 1].reshape(-1)
+    num = _translate64(padded.reshape(B * C, S, S), dx, dy).reshape(B, C, S, S).sum(axis=1)
+    den = _translate64(wpad, dx, dy).reshape(B, C, S, S).sum(axis=1)
+    return num / (den + MERGE_EPS)
+
+
+def merge_patches(patches, offsets, gridsize: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the C patches of every group onto one canvas (conventions s3.1-2).
+
+    ``canvas = sum_c T(pad(O_c * w)) / (sum_c T(pad(w)) + 1e-3)`` with ``T`` the translation
+    by the offset ``(dx_c, dy_c)`` and ``w`` the central window ``[N/4, 3N/4)``.
+
+    Parameters
+    ----------
+    patches : array_like, shape (B, N, N, C)
+        Complex object patches, ``C = gridsize**2``.
+    offsets : array_like, shape (B, C, 2)
+        Offsets ``(x, y)`` of each patch relative to its group centre.
+    gridsize : int
+        Group side; the canvas side is ``S = N + (gridsize - 1) * 4 + 10``.
+
+    Returns
+    -------
+    canvas : numpy.ndarray, shape (B, S, S), complex64
+    object : numpy.ndarray, shape (B, N, N), complex64
+        Centre N x N crop of the canvas (rows/cols ``[(S-N)//2, (S-N)//2 + N)``).
+    """
+    p = _check_patches(patches, gridsize)
+    off = _check_offsets(offsets, p.shape[0], p.shape[3])
+    canvas = _merge64(p.astype(np.complex128), off, gridsize)
+    N, S = p.shape[1], canvas.shape[-1]
+    lo = (S - N) // 2
+    return canvas.astype(np.complex64), canvas[:, lo:lo + N, lo:lo + N].astype(np.complex64)
+
+
+def _extract64(canvas: np.ndarray, off: np.ndarray, N: int) -> np.ndarray:
+    B, S, _ = canvas.shape
+    C = off.shape[1]
+    stack = np.broadcast_to(canvas[:, None], (B, C, S, S)).reshape(B * C, S, S)
+    shifted = _translate64(stack, -off[..., 0].reshape(-1), -off[..., 1].reshape(-1))
+    lo = (S - N) // 2
+    return np.moveaxis(shifted[:, lo:lo + N, lo:lo + N].reshape(B, C, N, N), 1, -1)
+
+
+def extract_from_canvas(canvas, offsets, N: int) -> np.ndarray:
+    """Extract each channel's patch from its group's canvas: ``crop_N(T(canvas, -dx_c, -dy_c))``.
+
+    Parameters
+    ----------
+    canvas : array_like, shape (B, S, S)
+        Merged canvases (:func:`merge_patches`).
+    offsets : array_like, shape (B, C, 2)
+        Offsets ``(x, y)`` of each patch.
+    N : int
+        Patch side (``N <= S``); the crop is rows/cols ``[(S-N)//2, (S-N)//2 + N)``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (B, N, N, C), complex64
+    """
+    cv = _check_image(canvas, "canvas", min_ndim=3, max_ndim=3)
+    S = _check_square(cv, "canvas")
+    N = _check_size(N, "N")
+    if N > S:
+        raise DataError(f"N: patch side {N} is larger than the canvas side {S}")
+    off = np.asarray(offsets, dtype=np.float64)
+    if off.ndim != 3 or off.shape[0] != cv.shape[0] or off.shape[2] != 2:
+        raise DataError(f"offsets: expected shape (B, C, 2) with B = {cv.shape[0]} canvases, got {off.shape}")
+    _check_finite(off, "offsets")
+    return _extract64(cv.astype(np.complex128), off, N).astype(np.complex64)
+
+
+def physics_forward(patches, offsets, probe_n, *, gridsize: int, object_big: bool, scale: float) -> dict:
+    """Physics layer forward pass (conventions s3.1-5), group by group.
+
+    Merge and extract only when ``C > 1`` and ``object_big``; otherwise the patches pass
+    through unchanged. Then ``psi_c = O'_c * P_n``, ``lambda = scale**2 * |fftshift(fft2(psi)) / N|**2``.
+
+    Parameters
+    ----------
+    patches : array_like, shape (B, N, N, C)
+        Predicted complex object patches ``O``.
+    offsets : array_like, shape (B, C, 2)
+        Offsets ``(x, y)`` relative to each group's centre.
+    probe_n : array_like, shape (N, N)
+        Normalised probe (:func:`ptycho_core.reference.normalize_probe`).
+    gridsize : int
+        ``C = gridsize**2``.
+    object_big : bool
+        Merge the patches of a group (when C > 1).
+    scale : float
+        Intensity scale ``s`` (photon units).
+
+    Returns
+    -------
+    dict
+        ``lam`` (B, N, N, C) float32 predicted intensity; ``amplitude`` = sqrt(lam), float32;
+        ``patches`` (B, N, N, C) complex64 the extracted object patches ``O'`` (before
+        illumination); ``object`` (B, N, N) complex64 the merged object crop, or channel 0
+        of the patches when nothing is merged.
+    """
+    p = _check_patches(patches, gridsize).astype(np.complex128)
+    B, N, _, C = p.shape
+    off = _check_offsets(offsets, B, C)
+    probe = _check_image(probe_n, "probe_n")
+    if probe.shape != (N, N):
+        raise DataError(f"probe_n: expected shape ({N}, {N}) to match the patches, got {probe.shape}")
+    s = float(scale)
+    if not math.isfinite(s):
+        raise ConfigError(f"scale: expected a finite number, got {scale!r}")
+    if C > 1 and object_big:
+        canvas = _merge64(p, off, gridsize)
+        lo = (canvas.shape[-1] - N) // 2
+        obj = canvas[:, lo:lo + N, lo:lo + N]
+        o_prime = _extract64(canvas, off, N)
+    else:
+        obj, o_prime = p[..., 0], p
+    psi = o_prime * probe.astype(np.complex128)[:, :, None]
+    far = np.fft.fftshift(np.fft.fft2(psi, axes=(1, 2)), axes=(1, 2)) / N
+    lam = s * s * (far.real**2 + far.imag**2)
+    return {
+        "lam": lam.astype(np.float32),
+        "amplitude": np.sqrt(lam).astype(np.float32),
+        "patches": o_prime.astype(np.complex64),
+        "object": obj.astype(np.complex64),
+    }
+
+
+def poisson_nll(lam, k_meas) -> np.ndarray:
+    """Element-wise Poisson negative log-likelihood ``lam - k * log(lam + 1e-12)`` (float64).
+
+    Parameters
+    ----------
+    lam : array_like
+        Predicted intensity in photon units.
+    k_meas : array_like
+        Measured intensity (counts) in photon units; broadcast against ``lam``.
+
+    Returns
+    -------
+    numpy.ndarray, float64
+    """
+    lam64 = np.asarray(lam, dtype=np.float64)
+    k64 = np.asarray(k_meas, dtype=np.float64)
+    try:
+        np.broadcast_shapes(lam64.shape, k64.shape)
+    except ValueError as exc:
+        raise DataError(f"k_meas: shape {k64.shape} does not broadcast against lam {lam64.shape}") from exc
+    return lam64 - k64 * np.log(lam64 + LOG_EPS)
+
+
+def total_loss(lam, X, s0: float, patches=None, Y=None, nll_weight: float = 1.0, mae_weight: float = 0.0,
+               realspace_weight: float = 0.0) -> float:
+    """Training loss of conventions s3.6 (means over all elements), in float64.
+
+    ``k_meas = (s0 X)**2``; ``nll = mean(lam - k_meas log(lam + 1e-12))``;
+    ``mae = mean(|sqrt(lam + 1e-12) - s0 X|)``; ``realspace = mean(|patches - Y|)``;
+    ``loss = nll_weight nll + mae_weight mae + realspace_weight realspace``. A term whose
+    weight is 0 is not evaluated.
+
+    Parameters
+    ----------
+    lam : array_like, shape (B, N, N, C)
+        Predicted intensity (photon units).
+    X : array_like, same shape as ``lam``
+        Normalised measured amplitudes.
+    s0 : float
+        Fixed physics scale ``sqrt(nphotons) / (N/2)``.
+    patches, Y : array_like, optional
+        Predicted and ground-truth object patches; needed when ``realspace_weight > 0``.
+    nll_weight, mae_weight, realspace_weight : float
+        Term weights.
+
+    Returns
+    -------
+    float
+    """
+    lam64 = np.asarray(lam, dtype=np.float64)
+    x64 = np.asarray(X, dtype=np.float64)
+    if lam64.shape != x64.shape:
+        raise DataError(f"X: expected the shape of lam {lam64.shape}, got {x64.shape}")
+    target = float(s0) * x64
+    loss = 0.0
+    if nll_weight != 0:
+        loss += float(nll_weight) * float(np.mean(poisson_nll(lam64, target * target)))
+    if mae_weight != 0:
+        loss += float(mae_weight) * float(np.mean(np.abs(np.sqrt(lam64 + LOG_EPS) - target)))
+    if realspace_weight != 0:
+        if Y is None or patches is None:
+            raise ConfigError(f"realspace_weight: is {realspace_weight!r} but no ground-truth patches Y "
+                              "(or predicted patches) were given; pass both or set realspace_weight=0")
+        o, y = np.asarray(patches), np.asarray(Y)
+        if o.shape != y.shape:
+            raise DataError(f"Y: expected the shape of patches {o.shape}, got {y.shape}")
+        loss += float(realspace_weight) * float(np.mean(np.abs(o.astype(np.complex128) - y.astype(np.complex128))))
+    return loss

@@ -1,0 +1,246 @@
+"""NumPy reference stitching (reassembly) of patches into the object (docs/conventions.md s4).
+
+The central ``M x M`` crop of every patch is splatted bilinearly at its global position;
+the sum is divided by the same splat of ones (the coverage). :func:`reassemble` is the
+vectorised reference (``np.bincount`` scatter, no loop per patch); :func:`reassemble_loop`
+is a deliberately plain per-patch loop of slice additions, used as a second opinion in
+tests and as the "Python loop" bound in benchmarks. Import from :mod:`ptycho_core.reference`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ptycho_core.errors import DataError
+from ptycho_core.reference_sampling import _check_image, _check_positions, _check_size
+
+COVERAGE_EPS = 1e-9
+"""Epsilon added to the coverage before dividing (conventions s4)."""
+
+_CHUNK_PIXELS = 1 << 22  # block pixels per bincount pass (bounds the temporary memory)
+
+
+def _int_pair(value, name: str, positive: bool) -> tuple[int, int]:
+    try:
+        a, b = value
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name}: expected a pair of integers, got {value!r}") from exc
+    out = []
+    for v in (a, b):
+        ok = isinstance(v, numbers.Integral) or (isinstance(v, numbers.Real) and float(v).is_integer())
+        if isinstance(v, bool) or not ok or (positive and v < 1):
+            kind = "positive integers" if positive else "integers"
+            raise DataError(f"{name}: expected a pair of {kind}, got {value!r}")
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def canvas_geometry(positions, crop_size: int, object_shape=None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Default stitching canvas: shape ``(H, W)`` and origin ``(x0, y0)`` in object pixels.
+
+    With ``object_shape`` the canvas is the object itself (origin ``(0, 0)``); otherwise the
+    bounding box of all crops: ``x0 = floor(min x) - M//2``,
+    ``W = ceil(max x) - M//2 + M + 1 - x0`` (same for y), ``M = crop_size``.
+
+    Parameters
+    ----------
+    positions : array_like, shape (P, 2)
+        Patch positions ``(x, y)``.
+    crop_size : int
+        Side ``M`` of the central crop that is stitched.
+    object_shape : tuple of int, optional
+        ``(H, W)`` of the ground-truth object, when known.
+
+    Returns
+    -------
+    (H, W), (x0, y0) : tuple of int pairs
+    """
+    pos = _check_positions(positions)
+    M = _check_size(crop_size, "crop_size")
+    if object_shape is not None:
+        return _int_pair(object_shape, "object_shape", positive=True), (0, 0)
+    if pos.shape[0] == 0:
+        raise DataError("positions: empty; need at least one position to size the canvas")
+    half = M // 2
+    origin, shape = [], []
+    for axis in (0, 1):  # x, then y
+        lo = math.floor(pos[:, axis].min()) - half
+        origin.append(lo)
+        shape.append(math.ceil(pos[:, axis].max()) - half + M + 1 - lo)
+    return (shape[1], shape[0]), (origin[0], origin[1])
+
+
+def apply_flips(patches, flip_x: bool = False, flip_y: bool = False, transpose: bool = False) -> np.ndarray:
+    """Apply detector/scan flips to every patch, in the order transpose, flip_x, flip_y.
+
+    Parameters
+    ----------
+    patches : array_like, shape (..., N, N)
+        Patches indexed ``[..., row, col]``.
+    flip_x : bool
+        Reverse the columns.
+    flip_y : bool
+        Reverse the rows.
+    transpose : bool
+        Swap rows and columns.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array (same dtype) with the flips applied.
+    """
+    a = _check_image(patches, "patches", min_ndim=2, max_ndim=None)
+    if transpose:
+        a = np.swapaxes(a, -1, -2)
+    if flip_x:
+        a = a[..., :, ::-1]
+    if flip_y:
+        a = a[..., ::-1, :]
+    return np.array(a, copy=True)
+
+
+def crop_center(patches, M: int) -> np.ndarray:
+    """Central ``M x M`` crop ``patch[s:s+M, s:s+M]`` with ``s = N//2 - M//2``.
+
+    Parameters
+    ----------
+    patches : array_like, shape (..., N, N)
+    M : int
+        Crop side, ``1 <= M <= N``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., M, M)
+        A view of the input (same dtype).
+    """
+    a = _check_image(patches, "patches", min_ndim=2, max_ndim=None)
+    N = a.shape[-1]
+    if a.shape[-2] != N:
+        raise DataError(f"patches: expected square N x N patches, got shape {a.shape}")
+    M = _check_size(M, "crop_size")
+    if M > N:
+        raise DataError(f"crop_size: {M} is larger than the patch side N = {N}")
+    s = N // 2 - M // 2
+    return a[..., s:s + M, s:s + M]
+
+
+def _prepare(patches, positions, crop_size, canvas_shape, origin):
+    """Validate stitching inputs; return crops (complex128), row/col of crop pixel 0 and the canvas."""
+    a = _check_image(patches, "patches", min_ndim=3, max_ndim=3)
+    pos = _check_positions(positions)
+    if pos.shape[0] != a.shape[0]:
+        raise DataError(f"positions: expected {a.shape[0]} positions (one per patch), got {pos.shape[0]}")
+    crops = crop_center(a, crop_size).astype(np.complex128)
+    H, W = _int_pair(canvas_shape, "canvas_shape", positive=True)
+    x0, y0 = _int_pair(origin, "origin", positive=False)
+    half = crops.shape[-1] // 2
+    return crops, pos[:, 1] - y0 - half, pos[:, 0] - x0 - half, H, W
+
+
+def _finish(total: np.ndarray, coverage: np.ndarray, return_coverage: bool):
+    obj = (total / (coverage + COVERAGE_EPS)).astype(np.complex64)
+    return (obj, coverage.astype(np.float32)) if return_coverage else obj
+
+
+def reassemble(patches, positions, crop_size: int, canvas_shape, origin, *, return_coverage: bool = False):
+    """Stitch the central crops of patches onto a canvas by bilinear splatting (vectorised).
+
+    Crop pixel ``(i, j)`` of a patch at ``(x, y)`` lies at canvas coordinates
+    ``R = y - y0 - M//2 + i``, ``C = x - x0 - M//2 + j`` and adds its value with weights
+    ``(1-fr)(1-fc), (1-fr)fc, fr(1-fc), fr fc`` to the four pixels around ``(R, C)``;
+    contributions outside the canvas are dropped. ``object = sum / (coverage + 1e-9)``.
+
+    Parameters
+    ----------
+    patches : array_like, shape (P, N, N)
+        Complex patches (apply :func:`apply_flips` first if needed).
+    positions : array_like, shape (P, 2)
+        Global positions ``(x, y)`` in object pixels.
+    crop_size : int
+        Side ``M`` of the central crop (``M <= N``).
+    canvas_shape : (int, int)
+        ``(H, W)`` of the canvas.
+    origin : (int, int)
+        Object pixel ``(x0, y0)`` of canvas pixel ``[0, 0]``.
+    return_coverage : bool
+        Also return the coverage (the splat of ones).
+
+    Returns
+    -------
+    numpy.ndarray, shape (H, W), complex64
+        The object (0 where nothing landed); with ``return_coverage`` a tuple
+        ``(object, coverage)`` where coverage is (H, W) float32.
+    """
+    crops, rows0, cols0, H, W = _prepare(patches, positions, crop_size, canvas_shape, origin)
+    base_r, base_c = np.floor(rows0), np.floor(cols0)
+    fr, fc = rows0 - base_r, cols0 - base_c
+    base_r, base_c = base_r.astype(np.int64), base_c.astype(np.int64)
+    re, im, cov = (np.zeros(H * W) for _ in range(3))
+    chunk = max(1, _CHUNK_PIXELS // (crops.shape[-1] + 1) ** 2)
+    for s in range(0, crops.shape[0], chunk):
+        sl = slice(s, s + chunk)
+        block, weight = _splat_blocks(crops[sl], fr[sl], fc[sl])
+        rows = base_r[sl, None] + np.arange(block.shape[1])  # (p, M+1) canvas rows of the block
+        cols = base_c[sl, None] + np.arange(block.shape[2])
+        idx = rows[:, :, None] * W + cols[:, None, :]
+        inside_r, inside_c = (rows >= 0) & (rows < H), (cols >= 0) & (cols < W)
+        if not (inside_r.all() and inside_c.all()):  # drop what falls off the canvas
+            inside = inside_r[:, :, None] & inside_c[:, None, :]
+            idx, block, weight = idx[inside], block[inside], weight[inside]
+        idx = idx.ravel()
+        re += np.bincount(idx, weights=block.real.ravel(), minlength=H * W)
+        im += np.bincount(idx, weights=block.imag.ravel(), minlength=H * W)
+        cov += np.bincount(idx, weights=weight.ravel(), minlength=H * W)
+    return _finish((re + 1j * im).reshape(H, W), cov.reshape(H, W), return_coverage)
+
+
+def _splat_blocks(crops: np.ndarray, fr: np.ndarray, fc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear splat of each (M, M) crop onto its own (M+1, M+1) block, and the splat of ones.
+
+    Block pixel ``(i, j)`` receives ``sum_{a,b in {0,1}} w_a(fr) w_b(fc) crop[i-a, j-b]`` with
+    ``w_0(f) = 1 - f`` and ``w_1(f) = f``: the four corner contributions of conventions s4,
+    gathered per patch (the splat is separable, so columns first, then rows).
+    """
+    P, M, _ = crops.shape
+    wc0, wc1 = (1.0 - fc)[:, None, None], fc[:, None, None]
+    wr0, wr1 = (1.0 - fr)[:, None, None], fr[:, None, None]
+    cols = np.zeros((P, M, M + 1), dtype=crops.dtype)
+    cols[:, :, :M] = crops * wc0
+    cols[:, :, 1:] += crops * wc1
+    block = np.zeros((P, M + 1, M + 1), dtype=crops.dtype)
+    block[:, :M] = cols * wr0
+    block[:, 1:] += cols * wr1
+    ones = np.zeros((2, P, M + 1))
+    for prof, w0, w1 in ((ones[0], wr0[:, :, 0], wr1[:, :, 0]), (ones[1], wc0[:, :, 0], wc1[:, :, 0])):
+        prof[:, :M] = w0
+        prof[:, 1:] += w1
+    return block, ones[0][:, :, None] * ones[1][:, None, :]
+
+
+def reassemble_loop(patches, positions, crop_size: int, canvas_shape, origin, *, return_coverage: bool = False):
+    """Same result as :func:`reassemble`, with a plain Python loop over patches.
+
+    Each patch adds its crop four times (one per bilinear corner) through clipped slice
+    additions. Slow by design: a second opinion for tests and the loop bound for benchmarks.
+    Parameters and return value as :func:`reassemble`.
+    """
+    crops, rows0, cols0, H, W = _prepare(patches, positions, crop_size, canvas_shape, origin)
+    M = crops.shape[-1]
+    total = np.zeros((H, W), dtype=np.complex128)
+    coverage = np.zeros((H, W), dtype=np.float64)
+    for p in range(crops.shape[0]):
+        r_base, c_base = math.floor(rows0[p]), math.floor(cols0[p])
+        fr, fc = rows0[p] - r_base, cols0[p] - c_base
+        for r_start, wr in ((r_base, 1.0 - fr), (r_base + 1, fr)):
+            for c_start, wc in ((c_base, 1.0 - fc), (c_base + 1, fc)):
+                r_lo, r_hi = max(r_start, 0), min(r_start + M, H)
+                c_lo, c_hi = max(c_start, 0), min(c_start + M, W)
+                if r_lo >= r_hi or c_lo >= c_hi:
+                    continue
+                piece = crops[p, r_lo - r_start:r_hi - r_start, c_lo - c_start:c_hi - c_start]
+                total[r_lo:r_hi, c_lo:c_hi] += (wr * wc) * piece
+                coverage[r_lo:r_hi, c_lo:c_hi] += wr * wc
+    return _finish(total, coverage, return_coverage)

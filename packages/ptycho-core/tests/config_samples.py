@@ -1,0 +1,45 @@
+"""Config instances with every field set to a valid non-default value (shared by the config tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from ptycho_core.config import ModelConfig, TrainingConfig
+
+# Fields whose validators allow only a few values: pick another allowed one.
+CHOICES = {"N": 128, "amp_activation": "swish", "backend": "tensorflow", "accelerator": "cpu", "strategy": "ddp"}
+
+
+def _other_value(field: attrs.Attribute, default):
+    """A valid value different from the field's default, chosen from the field's type."""
+    if field.name in CHOICES:
+        return CHOICES[field.name]
+    kind = str(field.type)
+    if isinstance(default, bool):
+        return not default
+    if "Path" in kind:
+        return Path("data") / f"{field.name}.npz"
+    if "int" in kind:
+        return 7 if default is None else default + 3
+    if "float" in kind:
+        return default * 2 + 0.25
+    raise AssertionError(f"no test value for {field.name} ({kind})")
+
+
+def non_default(cls: type):
+    """An instance of ``cls`` with every field (the nested model too) set to a non-default value."""
+    values = {}
+    for field in attrs.fields(cls):
+        default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+        if field.name == "model":
+            values["model"] = non_default(ModelConfig)
+            continue
+        values[field.name] = _other_value(field, default)
+        assert values[field.name] != default, field.name
+    if cls is TrainingConfig:
+        # gridsize 1 + 3 = 4 would need neighbor_count >= 16; keep the group small instead
+        values["model"] = attrs.evolve(values["model"], gridsize=2)
+        values["neighbor_count"] = 9
+    return cls(**values)

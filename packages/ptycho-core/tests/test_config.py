@@ -1,0 +1,153 @@
+"""Config classes: validators name Class.field, the value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import attrs
+import pytest
+
+from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig, default_backend
+from ptycho_core.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _no_backend_env(monkeypatch):
+    monkeypatch.delenv("PTYCHO_BACKEND", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "value", "allowed"),
+    [
+        (ModelConfig, "N", 100, "one of 64, 128, 256"),
+        (ModelConfig, "N", "64", "one of 64, 128, 256"),
+        (ModelConfig, "gridsize", 0, "an integer >= 1"),
+        (ModelConfig, "gridsize", True, "an integer >= 1"),
+        (ModelConfig, "gridsize", 2.0, "an integer >= 1"),
+        (ModelConfig, "n_filters_scale", -1, "an integer >= 1"),
+        (ModelConfig, "amp_activation", "tanh", "one of 'sigmoid', 'swish', 'softplus', 'relu'"),
+        (ModelConfig, "object_big", 1, "true or false"),
+        (ModelConfig, "probe_big", "yes", "true or false"),
+        (ModelConfig, "probe_mask", None, "true or false"),
+        (ModelConfig, "pad_object", 0, "true or false"),
+        (ModelConfig, "probe_scale", 0.0, "a finite number > 0.0"),
+        (ModelConfig, "probe_scale", math.inf, "a finite number > 0.0"),
+        (ModelConfig, "probe_scale", "4", "a finite number > 0.0"),
+        (ModelConfig, "gaussian_smoothing_sigma", -0.5, "a finite number >= 0.0"),
+        (ModelConfig, "gaussian_smoothing_sigma", math.nan, "a finite number >= 0.0"),
+        (TrainingConfig, "batch_size", 0, "an integer >= 1"),
+        (TrainingConfig, "nepochs", 1.5, "an integer >= 1"),
+        (TrainingConfig, "learning_rate", 0, "a finite number > 0.0"),
+        (TrainingConfig, "nll_weight", -1.0, "a finite number >= 0.0"),
+        (TrainingConfig, "mae_weight", False, "a finite number >= 0.0"),
+        (TrainingConfig, "realspace_weight", math.nan, "a finite number >= 0.0"),
+        (TrainingConfig, "nphotons", -1e9, "a finite number > 0.0"),
+        (TrainingConfig, "n_groups", 0, "an integer >= 1"),
+        (TrainingConfig, "neighbor_count", 0, "an integer >= 1"),
+        (TrainingConfig, "seed", -1, "an integer >= 0"),
+        (TrainingConfig, "intensity_scale_trainable", "true", "true or false"),
+        (TrainingConfig, "probe_trainable", 1, "true or false"),
+        (TrainingConfig, "positions_provided", None, "true or false"),
+        (TrainingConfig, "backend", 3, "a backend id string"),
+        (TrainingConfig, "accelerator", "tpu", "one of 'auto', 'cpu', 'gpu'"),
+        (TrainingConfig, "devices", 0, "an integer >= 1"),
+        (TrainingConfig, "strategy", "fsdp", "one of 'auto', 'ddp', 'mirrored'"),
+        (TrainingConfig, "checkpoint_every", 0, "an integer >= 1"),
+        (InferenceConfig, "batch_size", -3, "an integer >= 1"),
+        (InferenceConfig, "n_groups", 2.5, "an integer >= 1"),
+        (InferenceConfig, "neighbor_count", None, "an integer >= 1"),
+        (InferenceConfig, "seed", "42", "an integer >= 0"),
+        (InferenceConfig, "stitch_crop", 0, "an integer >= 1"),
+        (InferenceConfig, "flip_x", "no", "true or false"),
+        (InferenceConfig, "flip_y", 0, "true or false"),
+        (InferenceConfig, "transpose", None, "true or false"),
+        (InferenceConfig, "accelerator", "cuda", "one of 'auto', 'cpu', 'gpu'"),
+    ],
+)
+def test_validator_message_names_class_field_value_and_allowed(cls, field, value, allowed):
+    with pytest.raises(ConfigError) as info:
+        cls(**{field: value})
+    msg = str(info.value)
+    assert msg.startswith(f"{cls.__name__}.{field}: ")
+    assert allowed in msg and repr(value) in msg
+
+
+def test_every_validated_field_is_covered():
+    covered = {
+        "N", "gridsize", "n_filters_scale", "amp_activation", "object_big", "probe_big", "probe_mask", "pad_object",
+        "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "learning_rate", "nll_weight",
+        "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
+        "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
+        "strategy", "checkpoint_every", "stitch_crop", "flip_x", "flip_y", "transpose",
+    }
+    validated = {f.name for c in (ModelConfig, TrainingConfig, InferenceConfig) for f in attrs.fields(c)
+                 if f.validator is not None and f.name != "model"}
+    assert validated == covered
+
+
+@pytest.mark.parametrize("cls", [TrainingConfig, InferenceConfig])
+def test_unknown_backend_suggests_the_closest(cls):
+    with pytest.raises(ConfigError) as info:
+        cls(backend="pytroch")
+    msg = str(info.value)
+    assert msg.startswith(f"{cls.__name__}.backend: ")
+    assert "'pytorch'" in msg and "'tensorflow'" in msg and "did you mean 'pytorch'" in msg
+
+
+def test_known_backends_are_valid_without_installing_them():
+    assert TrainingConfig(backend="tensorflow").backend == "tensorflow"
+    assert InferenceConfig(backend="pytorch").backend == "pytorch"
+
+
+def test_backend_default_comes_from_environment(monkeypatch):
+    assert default_backend() == "pytorch" and TrainingConfig().backend == "pytorch"
+    monkeypatch.setenv("PTYCHO_BACKEND", " tensorflow ")
+    assert default_backend() == "tensorflow"
+    assert TrainingConfig().backend == "tensorflow" and InferenceConfig().backend == "tensorflow"
+    assert TrainingConfig(backend="pytorch").backend == "pytorch"  # explicit wins
+
+
+def test_neighbor_count_must_cover_the_group():
+    assert TrainingConfig(model=ModelConfig(gridsize=2), neighbor_count=4).model.channels == 4
+    with pytest.raises(ConfigError, match=r"TrainingConfig\.neighbor_count: .*gridsize\*\*2 = 9, got 4"):
+        TrainingConfig(model=ModelConfig(gridsize=3))
+
+
+def test_stitch_crop_at_most_n():
+    assert InferenceConfig(model=ModelConfig(N=64), stitch_crop=64).stitch_crop == 64
+    with pytest.raises(ConfigError, match=r"InferenceConfig\.stitch_crop: .*<= N = 64, got 65"):
+        InferenceConfig(model=ModelConfig(N=64), stitch_crop=65)
+
+
+def test_model_must_be_a_model_config():
+    with pytest.raises(TypeError, match="model"):
+        TrainingConfig(model={"N": 64})
+
+
+def test_converters_for_numbers_and_paths():
+    cfg = TrainingConfig(nphotons=1000, train_data_file="a.npz", test_data_file="", output_dir="out")
+    assert isinstance(cfg.nphotons, float) and cfg.nphotons == 1000.0
+    assert cfg.train_data_file == Path("a.npz") and cfg.test_data_file is None and cfg.output_dir == Path("out")
+    assert ModelConfig(probe_scale=2).probe_scale == 2.0
+    assert InferenceConfig(model_path="b.zip").model_path == Path("b.zip")
+
+
+def test_frozen_keyword_only_and_evolve():
+    cfg = ModelConfig(gridsize=2)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        cfg.gridsize = 3
+    with pytest.raises(TypeError):
+        ModelConfig(64)
+    bigger = attrs.evolve(cfg, N=128)
+    assert bigger.N == 128 and bigger.gridsize == 2 and cfg.N == 64
+    with pytest.raises(ConfigError, match="ModelConfig.N"):
+        attrs.evolve(cfg, N=32)
+
+
+def test_defaults_and_channels():
+    t = TrainingConfig()
+    assert (t.model.N, t.model.gridsize, t.model.channels, t.batch_size, t.nepochs) == (64, 1, 1, 16, 40)
+    assert ModelConfig(gridsize=3).channels == 9
+    i = InferenceConfig()
+    assert (i.batch_size, i.stitch_crop, i.model_path) == (64, 20, None)
