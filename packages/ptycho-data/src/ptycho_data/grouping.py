@@ -1,0 +1,241 @@
+"""Neighbour grouping: turn a scan into network-ready groups of C = gridsize**2 patterns.
+
+physics.md section 6 and docs/conventions.md:
+
+- gridsize 1: every group is one pattern, its centroid is the scan position and its
+  offset is zero. ``n_groups=None`` keeps every pattern once, in scan order; a smaller
+  ``n_groups`` draws that many distinct patterns (seeded) and keeps them in scan order.
+- gridsize > 1: a KD-tree (:class:`scipy.spatial.cKDTree`) gives the K = ``neighbor_count``
+  nearest scan positions of each seed point, the seed itself included. One group per seed
+  takes C of those K at random (seeded); its channels are ordered by distance to the seed.
+  ``n_groups=None`` uses every scan position once as a seed (in scan order); a smaller
+  ``n_groups`` draws distinct seeds.
+- ``oversample=True`` (gridsize > 1, with ``n_groups`` given) draws the groups from all
+  distinct "K choose C" combinations of every seed's neighbourhood instead, so there can be
+  more groups than scan positions; no combination (as a set of patterns) appears twice.
+  Channels are then in index order. With ``n_groups=None`` it changes nothing.
+
+Relative offsets are ``position - group centroid`` as (x, y), so they sum to zero per group.
+The same seed always gives the same groups. Amplitudes are multiplied by the dataset
+normalisation factor of :func:`ptycho_core.reference.normalisation_factor` (computed over
+the whole dataset, not per group), stored in ``GroupedData.norm_factor``.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from math import comb
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ptycho_core import reference
+from ptycho_core.contracts import Dataset, GroupedData
+from ptycho_core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from ptycho_core.config import InferenceConfig, TrainingConfig
+
+ENUMERATE_LIMIT = 2_000_000
+"""Above this many candidate combinations, oversampling draws combinations at random instead
+of listing them all (duplicates are still rejected)."""
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _neighbours(points: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) indices of the k nearest points of every point, the point itself in column 0."""
+    _, idx = cKDTree(points).query(points, k=k)
+    idx = np.asarray(idx, dtype=np.int64).reshape(len(points), k)
+    own = np.arange(len(points))
+    for i in np.flatnonzero(idx[:, 0] != own):  # duplicate positions: make sure "self" comes first
+        row = [j for j in idx[i] if j != i]
+        idx[i] = [i, *row[: k - 1]]
+    return idx
+
+
+def _draw_seeds(n: int, n_groups: int | None, rng: np.random.Generator) -> np.ndarray:
+    if n_groups is None or n_groups == n:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(rng.choice(n, size=n_groups, replace=False)).astype(np.int64)
+
+
+def _oversampled(nbrs: np.ndarray, c: int, n_groups: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_groups`` distinct C-subsets (rows sorted by index) of the neighbourhoods ``nbrs``."""
+    n, k = nbrs.shape
+    per_seed = comb(k, c)
+    if n * per_seed <= ENUMERATE_LIMIT:
+        choose = np.asarray(list(combinations(range(k), c)), dtype=np.int64)  # (per_seed, c)
+        pool = np.sort(nbrs[:, choose].reshape(-1, c), axis=1)
+        pool = np.unique(pool, axis=0)
+        if n_groups > len(pool):
+            raise ConfigError(
+                f"n_groups: expected at most {len(pool)} (the distinct groups of {c} among the "
+                f"{k} nearest neighbours of {n} scan positions), got {n_groups}; "
+                "lower n_groups or raise neighbor_count"
+            )
+        pick = rng.choice(len(pool), size=n_groups, replace=False)
+        return pool[np.sort(pick)]
+    seen: set[tuple[int, ...]] = set()
+    rows: list[tuple[int, ...]] = []
+    attempts = 0
+    while len(rows) < n_groups:
+        attempts += 1
+        if attempts > 50 * n_groups:
+            raise ConfigError(
+                f"n_groups: could not draw {n_groups} distinct groups of {c} among the {k} nearest "
+                f"neighbours of {n} scan positions; lower n_groups"
+            )
+        seed = int(rng.integers(n))
+        row = tuple(sorted(int(j) for j in nbrs[seed, rng.choice(k, size=c, replace=False)]))
+        if row not in seen:
+            seen.add(row)
+            rows.append(row)
+    return np.asarray(rows, dtype=np.int64)
+
+
+def group_coordinates(
+    xcoords: Any,
+    ycoords: Any,
+    *,
+    gridsize: int = 1,
+    n_groups: int | None = None,
+    neighbor_count: int = 4,
+    seed: int = 42,
+    oversample: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group scan positions from coordinates only (works for lazy datasets too).
+
+    Parameters
+    ----------
+    xcoords, ycoords : array_like, shape (n,)
+        Scan centres in object pixels (x = column, y = row).
+    gridsize : int
+        Patterns per group along one side; each group has C = gridsize**2 patterns.
+    n_groups : int or None
+        Number of groups; None means one group per scan position.
+    neighbor_count : int
+        K of the K-nearest-neighbour search (the seed point included); must be >= C.
+    seed : int
+        Seed of the :func:`numpy.random.default_rng` generator that picks seeds and members.
+    oversample : bool
+        Draw from all distinct "K choose C" combinations, allowing more groups than positions.
+
+    Returns
+    -------
+    indices : ndarray, shape (B, C), int64
+        Pattern indices of every group.
+    centroids : ndarray, shape (B, 2), float64
+        Group centroids (x, y).
+    offsets : ndarray, shape (B, C, 2), float64
+        Relative offsets (x, y) = position - centroid.
+
+    Raises
+    ------
+    ConfigError
+        If ``neighbor_count`` < C or > the number of positions, or ``n_groups`` exceeds the
+        number of possible groups.
+    """
+    x = np.asarray(xcoords, dtype=np.float64).ravel()
+    y = np.asarray(ycoords, dtype=np.float64).ravel()
+    if x.shape != y.shape or x.size == 0:
+        raise DataError(f"xcoords/ycoords: expected two non-empty arrays of equal length, got {x.size} and {y.size}")
+    gridsize = _check_int("gridsize", gridsize, 1)
+    k = _check_int("neighbor_count", neighbor_count, 1)
+    seed = _check_int("seed", seed, 0)
+    if n_groups is not None:
+        n_groups = _check_int("n_groups", n_groups, 1)
+    n, c = x.size, gridsize * gridsize
+    points = np.stack([x, y], axis=1)
+    rng = np.random.default_rng(seed)
+    if c > 1 and k < c:
+        raise ConfigError(f"neighbor_count: expected an integer >= gridsize**2 = {c} (K >= C), got {k}")
+    if c > n:
+        raise ConfigError(f"gridsize: groups of {c} patterns need at least {c} scan positions, got {n}")
+    if c > 1 and k > n:
+        raise ConfigError(f"neighbor_count: expected at most the number of scan positions ({n}), got {k}")
+    if oversample and c > 1 and n_groups is not None:
+        indices = _oversampled(_neighbours(points, k), c, n_groups, rng)
+    else:
+        if n_groups is not None and n_groups > n:
+            hint = " or pass oversample=True" if c > 1 else ""
+            raise ConfigError(
+                f"n_groups: expected at most {n} (one group per scan position){hint}, got {n_groups}"
+            )
+        seeds = _draw_seeds(n, n_groups, rng)
+        if c == 1:
+            indices = seeds[:, None]
+        else:
+            nbrs = _neighbours(points, k)[seeds]
+            cols = np.sort(np.stack([rng.choice(k, size=c, replace=False) for _ in seeds]), axis=1)
+            indices = np.take_along_axis(nbrs, cols, axis=1)
+    group_pos = points[indices]  # (B, C, 2)
+    centroids = group_pos.mean(axis=1)
+    offsets = group_pos - centroids[:, None, :]
+    return indices.astype(np.int64), centroids, offsets
+
+
+def group_dataset(
+    dataset: Dataset,
+    *,
+    gridsize: int = 1,
+    n_groups: int | None = None,
+    neighbor_count: int = 4,
+    seed: int = 42,
+    oversample: bool = False,
+    normalise: bool = True,
+) -> GroupedData:
+    """Group a dataset into :class:`~ptycho_core.contracts.GroupedData`.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A DATA-001 dataset; with an ``object`` the ground-truth patches ``Y`` are extracted
+        (:func:`ptycho_core.reference.extract_patches` at each pattern's position).
+    gridsize, n_groups, neighbor_count, seed, oversample
+        See :func:`group_coordinates`.
+    normalise : bool
+        Multiply the amplitudes by the dataset normalisation factor (so the mean over patterns
+        of sum(X^2) is (N/2)^2); with False the factor is 1.
+
+    Returns
+    -------
+    GroupedData
+        ``X`` (B, N, N, C), offsets, centroids, indices, probe, ``norm_factor``, ``Y`` and
+        ``object_shape`` (None without an object).
+    """
+    if not isinstance(dataset, Dataset):
+        raise DataError(f"dataset: expected a ptycho_core.contracts.Dataset, got {type(dataset).__name__}")
+    indices, centroids, offsets = group_coordinates(
+        dataset.xcoords, dataset.ycoords, gridsize=gridsize, n_groups=n_groups,
+        neighbor_count=neighbor_count, seed=seed, oversample=oversample,
+    )
+    k = float(reference.normalisation_factor(dataset.diffraction)) if normalise else 1.0
+    X = np.moveaxis(dataset.diffraction[indices], 1, -1)  # (B, C, N, N) -> (B, N, N, C)
+    X = (X.astype(np.float64) * k).astype(np.float32) if normalise else X
+    Y = None
+    shape = None
+    if dataset.object is not None:
+        used, where = np.unique(indices, return_inverse=True)
+        patches = reference.extract_patches(dataset.object, dataset.positions[used], dataset.N)
+        Y = np.moveaxis(np.asarray(patches)[where.reshape(indices.shape)], 1, -1)
+        shape = dataset.object.shape
+    return GroupedData(X=X, offsets=offsets, centroids=centroids, indices=indices, probe=dataset.probe,
+                       norm_factor=k, Y=Y, object_shape=shape)
+
+
+def group_for_training(dataset: Dataset, config: TrainingConfig, *, oversample: bool = False) -> GroupedData:
+    """Group ``dataset`` with the gridsize, n_groups, neighbor_count and seed of a training config."""
+    return group_dataset(dataset, gridsize=config.model.gridsize, n_groups=config.n_groups,
+                         neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample)
+
+
+def group_for_inference(dataset: Dataset, config: InferenceConfig, *, oversample: bool = False) -> GroupedData:
+    """Group ``dataset`` with the gridsize, n_groups, neighbor_count and seed of an inference config."""
+    return group_dataset(dataset, gridsize=config.model.gridsize, n_groups=config.n_groups,
+                         neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample)

@@ -1,0 +1,321 @@
+"""NPZ dataset I/O following the DATA-001 contract (physics.md section 2).
+
+:func:`load_dataset` reads canonical and legacy PtychoPINN files into a
+:class:`ptycho_core.contracts.Dataset`; :func:`save_dataset` writes the canonical layout.
+Files are never unpickled: every member header is checked (dtype, shape, declared size)
+before any array is read, and every conversion of a legacy layout is logged on the
+``ptycho_data.npz`` logger. Writing is atomic and byte-reproducible (fixed zip timestamps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ptycho_core.contracts import Dataset
+from ptycho_core.errors import DataError
+from ptycho_data.npzformat import ZIP_ERRORS, MemberHeader, npz_keys, read_header, write_npz
+
+logger = logging.getLogger("ptycho_data.npz")
+
+REQUIRED_KEYS = ("xcoords", "ycoords", "probeGuess")
+OPTIONAL_KEYS = ("objectGuess", "scan_index", "xcoords_start", "ycoords_start")
+LAYOUT_KEY = "diffraction_layout"
+LAYOUTS = ("nNN", "NNn")
+DEFAULT_MAX_ARRAY_BYTES = 32 * 2**30
+_TARGET = {"diffraction": np.float32, "diff3d": np.float32, "xcoords": np.float64, "ycoords": np.float64,
+           "xcoords_start": np.float64, "ycoords_start": np.float64, "scan_index": np.int64,
+           "probeGuess": np.complex64, "objectGuess": np.complex64}
+
+
+def save_dataset(dataset: Dataset, path: str | os.PathLike, *, compress: bool = False) -> Path:
+    """Save ``dataset`` in the canonical DATA-001 layout (atomic: a failure leaves no file).
+
+    Keys written: ``diffraction`` (n, N, N) float32 amplitudes, ``xcoords``, ``ycoords``,
+    ``xcoords_start``, ``ycoords_start`` (n,) float64, ``scan_index`` (n,) int64,
+    ``probeGuess`` (N, N) complex64 and ``objectGuess`` (H, W) complex64 when present.
+
+    Parameters
+    ----------
+    dataset : ptycho_core.contracts.Dataset
+        The dataset to write.
+    path : str or os.PathLike
+        Output file, used as given.
+    compress : bool
+        Deflate the members.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    if not isinstance(dataset, Dataset):
+        raise DataError(f"{path}: save_dataset expects a ptycho_core.contracts.Dataset, got {type(dataset).__name__}")
+    return write_npz(path, dataset_arrays(dataset), compress=compress)
+
+
+def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
+    """The canonical ``{key: array}`` mapping of ``dataset`` (the NPZ keys of DATA-001)."""
+    arrays = {
+        "diffraction": dataset.diffraction,
+        "xcoords": dataset.xcoords,
+        "ycoords": dataset.ycoords,
+        "xcoords_start": dataset.xcoords_start,
+        "ycoords_start": dataset.ycoords_start,
+        "scan_index": dataset.scan_index,
+        "probeGuess": dataset.probe,
+        # Names the layout, so a stack with n == N (e.g. 64 patterns of 64x64) is not ambiguous.
+        LAYOUT_KEY: np.array("nNN"),
+    }
+    if dataset.object is not None:
+        arrays["objectGuess"] = dataset.object
+    return arrays
+
+
+def load_dataset(
+    path: str | os.PathLike,
+    *,
+    intensities: bool | None = None,
+    max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES,
+) -> Dataset:
+    """Load an NPZ dataset (canonical DATA-001 or legacy PtychoPINN layout).
+
+    Legacy inputs converted (each logged on ``ptycho_data.npz``): key ``diff3d`` for
+    ``diffraction``; layout (N, N, n) transposed to (n, N, N) when unambiguous; float64 /
+    complex128 / integer arrays cast to float32 / complex64; real probes made complex.
+    Optional keys default to: ``objectGuess`` None, ``scan_index`` zeros,
+    ``xcoords_start``/``ycoords_start`` equal to ``xcoords``/``ycoords``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npz`` file.
+    intensities : bool or None
+        ``None`` (default): the patterns are amplitudes, and data that look like
+        intensities (see :func:`looks_like_intensities`) are an
+        error. ``True``: the patterns are intensities (counts); their square root is
+        taken (logged). ``False``: amplitudes, skip the intensity check.
+    max_array_bytes : int
+        Refuse any member whose declared shape needs more bytes than this.
+
+    Returns
+    -------
+    ptycho_core.contracts.Dataset
+
+    Raises
+    ------
+    ptycho_core.errors.DataError
+        Naming the file and key for any file or contract problem.
+    """
+    path = Path(path)
+    with _open_zip(path) as zf:
+        members = npz_keys(zf)
+        if not members:
+            raise DataError(f"{path}: zip archive holds no .npy arrays, not an NPZ dataset")
+        diff_key = _diffraction_key(members, path)
+        for key in REQUIRED_KEYS:
+            if key not in members:
+                raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(members)})")
+        wanted = [diff_key, *REQUIRED_KEYS, *(k for k in OPTIONAL_KEYS if k in members)]
+        headers = {key: read_header(zf, members[key], path, max_array_bytes) for key in wanted}
+        declared = _declared_layout(zf, members, path, max_array_bytes)
+        layout = _check_layout(headers, diff_key, path, declared)
+        arrays = {key: _read_member(zf, headers[key], path) for key in wanted}
+    ignored = sorted(set(members) - set(wanted) - {LAYOUT_KEY})
+    if ignored:
+        logger.debug("%s: ignoring keys not in DATA-001: %s", path, ignored)
+    diffraction = _convert_diffraction(arrays.pop(diff_key), diff_key, layout, intensities, path)
+    for key, arr in arrays.items():
+        arrays[key] = _convert_dtype(arr, key, path)
+    try:
+        return Dataset(
+            diffraction=diffraction,
+            xcoords=arrays["xcoords"],
+            ycoords=arrays["ycoords"],
+            probe=arrays["probeGuess"],
+            object=arrays.get("objectGuess"),
+            scan_index=arrays.get("scan_index"),
+            xcoords_start=arrays.get("xcoords_start"),
+            ycoords_start=arrays.get("ycoords_start"),
+            metadata={"source": str(path)},
+        )
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _open_zip(path: Path) -> Iterator[zipfile.ZipFile]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (expected an .npz dataset)")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{path}: is a single .npy array, expected an .npz archive with keys 'diffraction', ...")
+    try:
+        zf = zipfile.ZipFile(path)
+    except ZIP_ERRORS as exc:
+        raise DataError(
+            f"{path}: not a valid NPZ (zip) archive: file is truncated, corrupt or not an NPZ ({exc})"
+        ) from exc
+    with zf:
+        yield zf
+
+
+def _diffraction_key(headers: dict, path: Path) -> str:
+    if "diffraction" in headers:
+        if "diff3d" in headers:
+            logger.info("%s: both 'diffraction' and legacy 'diff3d' present; using 'diffraction'", path)
+        return "diffraction"
+    if "diff3d" in headers:
+        logger.info("%s: legacy key 'diff3d' read as 'diffraction'", path)
+        return "diff3d"
+    raise DataError(f"{path}: missing required key 'diffraction' (or legacy 'diff3d'); keys present: {sorted(headers)}")
+
+
+def _declared_layout(zf: zipfile.ZipFile, members: dict, path: Path, max_array_bytes: int) -> str | None:
+    """The optional ``diffraction_layout`` key: 'nNN' (canonical) or 'NNn' (legacy); None when absent."""
+    if LAYOUT_KEY not in members:
+        return None
+    value = _read_member(zf, read_header(zf, members[LAYOUT_KEY], path, max_array_bytes), path)
+    if value.dtype.kind != "U" or value.shape != () or str(value) not in LAYOUTS:
+        raise DataError(f"{path}: key {LAYOUT_KEY!r}: expected a string scalar 'nNN' or 'NNn', got {value!r}")
+    return str(value)
+
+
+def _check_layout(headers: dict[str, MemberHeader], diff_key: str, path: Path, declared: str | None = None) -> str:
+    """Decide 'nNN' or 'NNn' from the header shapes (and the declared layout); raise on anything else."""
+    shape = headers[diff_key].shape
+    n = _length(headers, "xcoords", path)
+    ny = _length(headers, "ycoords", path)
+    if ny != n:
+        raise DataError(f"{path}: key 'ycoords': expected length {n} like 'xcoords', got {ny}")
+    if len(shape) != 3:
+        raise DataError(f"{path}: key {diff_key!r}: expected a 3-D stack of patterns (n, N, N), got shape {shape}")
+    canonical = shape[0] == n and shape[1] == shape[2]
+    legacy = shape[2] == n and shape[0] == shape[1]
+    if declared is not None and {"nNN": canonical, "NNn": legacy}[declared]:
+        canonical, legacy = declared == "nNN", declared == "NNn"
+    elif declared is not None:
+        raise DataError(f"{path}: key {diff_key!r}: shape {shape} does not fit the declared {LAYOUT_KEY} "
+                        f"{declared!r} for the n={n} positions of 'xcoords'")
+    if canonical and legacy:
+        raise DataError(
+            f"{path}: key {diff_key!r}: shape {shape} is ambiguous, it fits both (n, N, N) and legacy (N, N, n) "
+            f"with n={n}; add the key {LAYOUT_KEY!r} = 'nNN' or 'NNn' (ptycho's writers always do)"
+        )
+    if canonical:
+        return "nNN"
+    if legacy:
+        logger.info("%s: key %r has legacy layout (N, N, n) %s; transposed to (n, N, N)", path, diff_key, shape)
+        return "NNn"
+    if shape[0] == n or shape[2] == n:
+        raise DataError(f"{path}: key {diff_key!r}: patterns must be square (N x N), got shape {shape}")
+    raise DataError(
+        f"{path}: key {diff_key!r}: shape {shape} holds neither (n, N, N) nor (N, N, n) patterns for the "
+        f"n={n} positions of 'xcoords' (length mismatch between patterns and coordinates)"
+    )
+
+
+def _length(headers: dict[str, MemberHeader], key: str, path: Path) -> int:
+    shape = headers[key].shape
+    if len(shape) != 1:
+        raise DataError(f"{path}: key {key!r}: expected a 1-D array of scan coordinates, got shape {shape}")
+    return int(shape[0])
+
+
+def _read_member(zf: zipfile.ZipFile, header: MemberHeader, path: Path) -> np.ndarray:
+    try:
+        with zf.open(header.member) as fh:
+            arr = np.lib.format.read_array(fh, allow_pickle=False)
+    except ZIP_ERRORS as exc:
+        raise DataError(f"{path}: key {header.key!r}: cannot read array, file is truncated or corrupt ({exc})") from exc
+    if arr.shape != header.shape:
+        raise DataError(f"{path}: key {header.key!r}: read shape {arr.shape}, header declared {header.shape}")
+    return arr
+
+
+def _convert_diffraction(arr: np.ndarray, key: str, layout: str, intensities: bool | None, path: Path) -> np.ndarray:
+    if np.iscomplexobj(arr):
+        raise DataError(f"{path}: key {key!r}: expected real amplitudes, got complex dtype {arr.dtype}")
+    if layout == "NNn":
+        arr = np.transpose(arr, (2, 0, 1))
+    if intensities is None:
+        reason = looks_like_intensities(arr)
+        if reason:
+            raise DataError(
+                f"{path}: key {key!r}: looks like intensities (counts) but amplitudes sqrt(counts) are expected: "
+                f"{reason}; pass intensities=True to take the square root, or intensities=False if these are amplitudes"
+            )
+    if intensities:
+        if arr.dtype.kind in "fiu" and np.any(arr < 0):
+            raise DataError(f"{path}: key {key!r}: intensities must be >= 0 (negative values found)")
+        logger.info("%s: key %r read as intensities; took the square root to get amplitudes", path, key)
+        return np.sqrt(arr.astype(np.float64)).astype(np.float32)
+    return _convert_dtype(arr, key, path)
+
+
+def _convert_dtype(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
+    target = _TARGET[key]
+    kind = np.dtype(target).kind
+    if kind == "i" and arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise DataError(f"{path}: key {key!r}: expected integer values, got non-integer floats")
+    elif kind == "c" and arr.dtype.kind in "fiub":
+        logger.info("%s: key %r is real (%s); converted to complex64", path, key, arr.dtype)
+    elif kind == "f" and arr.dtype.kind == "c":
+        raise DataError(f"{path}: key {key!r}: expected real values, got complex dtype {arr.dtype}")
+    if arr.dtype.kind in "fc" and arr.dtype.kind == kind and arr.dtype.itemsize > np.dtype(target).itemsize:
+        logger.info("%s: key %r cast %s -> %s", path, key, arr.dtype, np.dtype(target).name)
+    elif arr.dtype.kind in "iub" and kind == "f" and key in ("diffraction", "diff3d"):
+        logger.info("%s: key %r cast %s -> float32", path, key, arr.dtype)
+    return arr
+
+
+INTENSITY_DYNAMIC_RANGE = 1000.0
+
+
+def looks_like_intensities(arr: np.ndarray) -> str | None:
+    """Say why ``arr`` looks like intensities (counts) rather than amplitudes, or return None.
+
+    Conservative heuristic: all three must hold.
+
+    1. Every value is a non-negative integer (integer dtype, or floats equal to their rounding).
+       Amplitudes are square roots of counts and are almost never all integers.
+    2. Large dynamic range: ``max / min(positive) >= 1000`` (detector counts span decades;
+       amplitudes span the square root of that).
+    3. At least half of the values above 1 have a non-integer square root (so the array is not
+       the element-wise square of integer amplitudes either).
+
+    Arrays with NaN/inf or negative values return None (the contract check reports those).
+    """
+    if arr.size == 0 or arr.dtype.kind not in "fiu":
+        return None
+    if arr.dtype.kind == "f":
+        first = arr[0]
+        if not np.all(np.isfinite(first)) or np.any(first != np.rint(first)):
+            return None
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.rint(arr)):
+            return None
+    if np.any(arr < 0):
+        return None
+    positive = arr[arr > 0]
+    if positive.size == 0:
+        return None
+    lo, hi = float(positive.min()), float(positive.max())
+    if hi / lo < INTENSITY_DYNAMIC_RANGE:
+        return None
+    above = positive[positive > 1].astype(np.float64)
+    roots = np.sqrt(above)
+    non_square = float(np.mean(roots != np.rint(roots))) if above.size else 0.0
+    if non_square < 0.5:
+        return None
+    return (
+        f"all values are integers, dynamic range {hi / lo:.0f} >= {INTENSITY_DYNAMIC_RANGE:.0f} "
+        f"and {100 * non_square:.0f}% of the values above 1 are not perfect squares"
+    )
