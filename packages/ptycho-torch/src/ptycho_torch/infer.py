@@ -1,0 +1,87 @@
+"""Batched prediction of object patches (no gradients, eval mode) and the single-batch forward pass."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ptycho_core.config import InferenceConfig, TrainingConfig
+from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, ModelHandle
+from ptycho_torch.module import PtychoLightningModule, check_data, config_to_dict, grouped_tensors, normalized_probe
+
+BACKEND_ID = "pytorch"
+
+
+def _device(accelerator: str) -> torch.device:
+    from ptycho_torch.train import resolve_accelerator
+
+    return torch.device("cuda" if resolve_accelerator(accelerator) == "gpu" else "cpu")
+
+
+def predict_patches(module: PtychoLightningModule, X: torch.Tensor, batch_size: int,
+                    device: torch.device) -> np.ndarray:
+    """Network output for channels-first ``X`` in batches: (B, C, N, N) complex64 NumPy."""
+    was_training = module.training
+    module.eval()
+    out = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, X.shape[0], batch_size):
+                xb = X[start:start + batch_size].to(device, non_blocking=True)
+                out.append(module.net(xb).cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) -> InferenceResult:
+    """Object patches for every group of ``data``, flattened group-major (patch ``b*C + c``).
+
+    Returns
+    -------
+    InferenceResult
+        ``patches`` (B*C, N, N) complex64, ``positions`` (B*C, 2) = centroid + offset (x, y),
+        ``metadata`` with the backend id, device and timing.
+    """
+    module: PtychoLightningModule = model.native
+    check_data(model.model_config, data)
+    device = _device(config.accelerator)
+    X, _ = grouped_tensors(data)
+    t0 = time.perf_counter()
+    module.to(device)
+    try:
+        patches = predict_patches(module, X, config.batch_size, device)
+    finally:
+        module.cpu()
+    seconds = time.perf_counter() - t0
+    N = model.model_config.N
+    return InferenceResult(
+        patches=patches.reshape(-1, N, N),
+        positions=data.positions.reshape(-1, 2),
+        metadata={"backend": BACKEND_ID, "device": str(device), "seconds": seconds},
+    )
+
+
+def forward_model(model: ModelHandle, data: GroupedData, config: TrainingConfig) -> ForwardOutput:
+    """Network + physics + loss for all of ``data`` as one batch (eval mode, no gradients).
+
+    The probe is the model's when it holds one (trained, loaded or imported), otherwise
+    ``reference.normalize_probe(data.probe, ...)``; the loss uses ``s0`` from ``config.nphotons``
+    and the weights of ``config``.
+    """
+    module: PtychoLightningModule = model.native
+    check_data(model.model_config, data)
+    eval_module = PtychoLightningModule(model_config=module.hparams["model_config"],
+                                        training_config=config_to_dict(config))
+    eval_module.load_state_dict(module.state_dict())
+    eval_module.eval()
+    probe = None if eval_module.physics.probe_is_set() else normalized_probe(data.probe, model.model_config)
+    with_y = data.Y is not None and config.realspace_weight > 0
+    tensors = grouped_tensors(data, with_y=with_y)
+    with torch.inference_mode():
+        out = eval_module.compute(tensors[0], tensors[1], tensors[2] if with_y else None, probe=probe)
+    patches = out["patches"].permute(0, 2, 3, 1).numpy()
+    amplitude = torch.sqrt(out["lambda"]).permute(0, 2, 3, 1).numpy()
+    return ForwardOutput(patches=patches, amplitude=amplitude, loss=float(out["loss"]))

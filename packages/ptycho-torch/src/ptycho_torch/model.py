@@ -1,0 +1,193 @@
+"""The PtychoPINN network (physics.md s4, docs/conventions.md s5) as a ``torch.nn.Module``.
+
+Tensors inside the network are channels-first: input amplitudes ``(B, C, N, N)`` float32,
+output object patches ``(B, C, N, N)`` complex64. The NumPy contracts are channels-last;
+conversion happens at the data edge (:mod:`ptycho_torch.train`, :mod:`ptycho_torch.infer`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ptycho_core.errors import ConfigError
+
+ALLOWED_N = (64, 128, 256)
+_BIG_BORDER = 4  # feature channels fed to the probe_big branch
+
+
+def encoder_filters(N: int, nfs: int) -> list[int]:
+    """Encoder filter counts: ``[32, 64, 128]`` (N=64), ``[16, ..., 128]`` (N=128), ``[8, ..., 128]`` (N=256), x nfs."""
+    n_down = int(round(math.log2(N // 8)))
+    return [128 * nfs // 2 ** (n_down - 1 - i) for i in range(n_down)]
+
+
+def decoder_filters(N: int, nfs: int) -> list[int]:
+    """Decoder up-block filter counts from the 8x8 bottleneck to N/2: ``32 * nfs * 2**(n_up - 1 - i)``."""
+    n_up = int(round(math.log2(N // 16)))
+    return [32 * nfs * 2 ** (n_up - 1 - i) for i in range(n_up)]
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=True)
+    nn.init.xavier_uniform_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class DownBlock(nn.Module):
+    """conv3x3 + ReLU, conv3x3 + ReLU, 2x2 max-pool."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1 = _conv(cin, cout)
+        self.conv2 = _conv(cout, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return nn.functional.max_pool2d(x, 2)
+
+
+class UpBlock(nn.Module):
+    """conv3x3 + ReLU, conv3x3 + ReLU, 2x nearest upsample."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1 = _conv(cin, cout)
+        self.conv2 = _conv(cout, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def _activation(name: str) -> nn.Module:
+    table = {"sigmoid": nn.Sigmoid, "swish": nn.SiLU, "softplus": nn.Softplus, "relu": nn.ReLU}
+    if name not in table:
+        raise ConfigError(f"ModelConfig.amp_activation: expected one of {sorted(table)}, got {name!r}")
+    return table[name]()
+
+
+class PiTanh(nn.Module):
+    """``pi * tanh(x)``: the phase activation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return math.pi * torch.tanh(x)
+
+
+class Decoder(nn.Module):
+    """One decoder head (amplitude or phase) on the shared code.
+
+    Module names mirror the canonical weight names: ``blocks.{i}``, ``out``, ``big``,
+    ``big_out``, ``up`` (see :func:`PtychoNet.canonical_convs`).
+    """
+
+    def __init__(self, N: int, nfs: int, channels: int, activation: nn.Module, *, pad_object: bool,
+                 probe_big: bool) -> None:
+        super().__init__()
+        self.N, self.pad_object, self.probe_big = N, pad_object, probe_big
+        cin = encoder_filters(N, nfs)[-1]
+        blocks = []
+        for f in decoder_filters(N, nfs):
+            blocks.append(UpBlock(cin, f))
+            cin = f
+        self.blocks = nn.ModuleList(blocks)
+        self.activation = activation
+        if pad_object:
+            self.out = _conv(cin - _BIG_BORDER, channels)
+            if probe_big:
+                self.big = UpBlock(_BIG_BORDER, nfs * 2048 // N)
+                self.big_out = _conv(nfs * 2048 // N, channels)
+                mask = torch.ones(N, N)
+                mask[N // 4: 3 * N // 4, N // 4: 3 * N // 4] = 0.0
+                self.register_buffer("outer_mask", mask, persistent=False)
+        else:
+            self.up = UpBlock(cin, 32 * nfs)
+            self.out = _conv(32 * nfs, channels)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        x = code
+        for block in self.blocks:
+            x = block(x)
+        if not self.pad_object:
+            return self.activation(self.out(self.up(x)))
+        q = self.N // 4
+        centre = self.activation(self.out(x[:, :-_BIG_BORDER]))
+        y = nn.functional.pad(centre, (q, q, q, q))
+        if self.probe_big:
+            outer = nn.functional.silu(self.big_out(self.big(x[:, -_BIG_BORDER:])))
+            y = y + outer * self.outer_mask
+        return y
+
+
+class PtychoNet(nn.Module):
+    """Encoder + amplitude/phase decoders: ``(B, C, N, N)`` float32 -> ``(B, C, N, N)`` complex64.
+
+    Parameters
+    ----------
+    N : int
+        Pattern side, one of 64, 128, 256.
+    gridsize : int
+        Patterns per group along one side (C = gridsize**2 channels).
+    n_filters_scale : int
+        Filter multiplier ``nfs``.
+    amp_activation : str
+        ``'sigmoid'``, ``'swish'``, ``'softplus'`` or ``'relu'``.
+    pad_object, probe_big : bool
+        Last-layer variants of conventions s5.
+    """
+
+    def __init__(self, *, N: int, gridsize: int = 1, n_filters_scale: int = 2, amp_activation: str = "sigmoid",
+                 pad_object: bool = True, probe_big: bool = True) -> None:
+        super().__init__()
+        if N not in ALLOWED_N:
+            raise ConfigError(f"ModelConfig.N: expected one of {ALLOWED_N}, got {N!r}")
+        self.N, self.channels = N, gridsize * gridsize
+        cin = self.channels
+        enc = []
+        for f in encoder_filters(N, n_filters_scale):
+            enc.append(DownBlock(cin, f))
+            cin = f
+        self.encoder = nn.ModuleList(enc)
+        kw = {"pad_object": pad_object, "probe_big": probe_big}
+        self.amp = Decoder(N, n_filters_scale, self.channels, _activation(amp_activation), **kw)
+        self.phase = Decoder(N, n_filters_scale, self.channels, PiTanh(), **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Object patches ``A * exp(i * phi)`` (complex64) for amplitudes ``x`` of shape (B, C, N, N)."""
+        if x.ndim != 4 or x.shape[1] != self.channels or x.shape[2] != self.N or x.shape[3] != self.N:
+            raise ValueError(f"X: expected shape (B, {self.channels}, {self.N}, {self.N}), got {tuple(x.shape)}")
+        for block in self.encoder:
+            x = block(x)
+        amp = self.amp(x)
+        phi = self.phase(x)
+        return torch.polar(amp.float(), phi.float())
+
+    def canonical_convs(self) -> Iterator[tuple[str, nn.Conv2d]]:
+        """Yield ``(canonical prefix, conv)`` for every convolution (docs/conventions.md s6)."""
+        for i, block in enumerate(self.encoder):
+            yield f"encoder.{i}.conv1", block.conv1
+            yield f"encoder.{i}.conv2", block.conv2
+        for head_name in ("amp", "phase"):
+            head: Decoder = getattr(self, head_name)
+            for i, block in enumerate(head.blocks):
+                yield f"{head_name}.{i}.conv1", block.conv1
+                yield f"{head_name}.{i}.conv2", block.conv2
+            if head.pad_object:
+                yield f"{head_name}.out", head.out
+                if head.probe_big:
+                    yield f"{head_name}.big.conv1", head.big.conv1
+                    yield f"{head_name}.big.conv2", head.big.conv2
+                    yield f"{head_name}.big.out", head.big_out
+            else:
+                yield f"{head_name}.up.conv1", head.up.conv1
+                yield f"{head_name}.up.conv2", head.up.conv2
+                yield f"{head_name}.out", head.out
+
+
+def count_trainable(module: nn.Module) -> int:
+    """Number of trainable scalar parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,93 @@
+"""Native torch stitching (physics.md s6, docs/conventions.md s4): bilinear scatter-add, no loop over patches.
+
+Every patch contributes its central ``M x M`` crop; because a patch's sub-pixel offset is the
+same for all of its pixels, the four bilinear weights are per patch. Values and coverage
+are accumulated with ``index_add_`` into a flat canvas in float64 (device-agnostic: the
+tensors live on whatever device is chosen), in chunks of patches to bound memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ptycho_core.errors import DataError
+
+CHUNK_ELEMENTS = 1 << 22  # crop pixels per chunk (x4 neighbours)
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _splat(canvas: torch.Tensor, cover: torch.Tensor, crops: torch.Tensor, pos: torch.Tensor, M: int,
+           origin: tuple[int, int], shape: tuple[int, int]) -> None:
+    """Add one chunk: ``crops`` (P, M, M, 2) float64 real/imag, ``pos`` (P, 2) float64 (x, y)."""
+    H, W = shape
+    half = M // 2
+    cols0 = pos[:, 0] - half - origin[0]  # canvas column of crop pixel j = 0
+    rows0 = pos[:, 1] - half - origin[1]
+    c_floor, r_floor = torch.floor(cols0), torch.floor(rows0)
+    fc, fr = cols0 - c_floor, rows0 - r_floor
+    ar = torch.arange(M, device=crops.device)
+    rr = r_floor.long()[:, None] + ar[None, :]  # (P, M)
+    cc = c_floor.long()[:, None] + ar[None, :]
+    for dr, wr in ((0, 1.0 - fr), (1, fr)):
+        for dc, wc in ((0, 1.0 - fc), (1, fc)):
+            r = (rr + dr)[:, :, None]
+            c = (cc + dc)[:, None, :]
+            inside = (r >= 0) & (r < H) & (c >= 0) & (c < W)  # (P, M, M)
+            weight = (wr * wc)[:, None, None] * inside
+            flat = (r.clamp(0, H - 1) * W + c.clamp(0, W - 1)).reshape(-1)
+            canvas.index_add_(0, flat, (crops * weight[..., None]).reshape(-1, 2))
+            cover.index_add_(0, flat, weight.reshape(-1).to(cover.dtype))
+
+
+def reassemble_torch(patches: np.ndarray | torch.Tensor, positions: np.ndarray | torch.Tensor, crop_size: int,
+                     canvas_shape: tuple[int, int], origin: tuple[int, int],
+                     device: torch.device | str | None = None) -> np.ndarray:
+    """Stitch ``patches`` (P, N, N) at ``positions`` (P, 2) (x, y) onto an (H, W) canvas.
+
+    Parameters
+    ----------
+    patches : array (P, N, N) complex
+    positions : array (P, 2) float, global (x, y) patch centres in object pixels.
+    crop_size : int
+        ``M``: side of the central crop used from every patch.
+    canvas_shape : (int, int)
+        ``(H, W)`` of the output.
+    origin : (int, int)
+        Object pixel ``(x0, y0)`` of canvas pixel ``[0, 0]``.
+    device : optional
+        Torch device (default: CUDA when available, else CPU).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) complex64 ``sum / (coverage + 1e-9)``.
+    """
+    p = torch.as_tensor(patches)
+    pos = torch.as_tensor(positions, dtype=torch.float64)
+    if p.ndim != 3 or p.shape[1] != p.shape[2]:
+        raise DataError(f"patches: expected shape (P, N, N), got {tuple(p.shape)}")
+    if pos.shape != (p.shape[0], 2):
+        raise DataError(f"positions: expected shape ({p.shape[0]}, 2), got {tuple(pos.shape)}")
+    N, M = int(p.shape[1]), int(crop_size)
+    if not 1 <= M <= N:
+        raise DataError(f"crop_size: expected 1 <= M <= N = {N}, got {M}")
+    H, W = int(canvas_shape[0]), int(canvas_shape[1])
+    if H < 1 or W < 1:
+        raise DataError(f"canvas_shape: expected positive (H, W), got {canvas_shape}")
+    dev = torch.device(device) if device is not None else _default_device()
+    start = N // 2 - M // 2
+    crops = p[:, start:start + M, start:start + M].to(torch.complex64)
+    canvas = torch.zeros(H * W, 2, dtype=torch.float64, device=dev)
+    cover = torch.zeros(H * W, dtype=torch.float64, device=dev)
+    chunk = max(1, CHUNK_ELEMENTS // (M * M))
+    org = (int(origin[0]), int(origin[1]))
+    for i in range(0, crops.shape[0], chunk):
+        c = torch.view_as_real(crops[i:i + chunk].to(dev)).to(torch.float64)
+        _splat(canvas, cover, c, pos[i:i + chunk].to(dev), M, org, (H, W))
+    obj = canvas / (cover[:, None] + 1e-9)
+    out = torch.complex(obj[:, 0], obj[:, 1]).to(torch.complex64).reshape(H, W)
+    return out.cpu().numpy()

@@ -1,0 +1,208 @@
+"""Training with a Lightning Trainer (physics.md s5, docs/conventions.md s3.7).
+
+Adam + ReduceLROnPlateau on the epoch training loss, seeded, Lightning's TQDM progress
+bar, a CSV log under ``output_dir/logs``, checkpoints (``last.ckpt`` and the best one)
+under ``output_dir/checkpoints`` every ``checkpoint_every`` epochs written atomically,
+``resume_from`` continuing to ``nepochs`` in total, and NaN/inf detection.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from ptycho_core.config import TrainingConfig
+from ptycho_core.contracts import GroupedData, ModelHandle, TrainResult
+from ptycho_core.errors import ConfigError
+from ptycho_torch.module import (
+    PtychoLightningModule,
+    check_data,
+    config_to_dict,
+    grouped_tensors,
+    normalized_probe,
+)
+
+__all__ = ["AtomicCheckpointIO", "History", "PtychoLightningModule", "atomic_torch_save", "make_trainer",
+           "train_model"]
+
+BACKEND_ID = "pytorch"
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``.
+
+    A process killed mid-write leaves the previous file intact (and at most a ``.tmp`` file).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO writing through :func:`atomic_torch_save` (local paths)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
+        atomic_torch_save(checkpoint, path)
+
+
+class History(Callback):
+    """Per-epoch history (loss, intensity scale, learning rate, seconds), saved in and restored from checkpoints."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {"loss": [], "intensity_scale": [], "lr": [], "epoch_s": []}
+        self.epochs_run = 0
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        self.history["loss"].append(float(metrics["train_loss"]))
+        self.history["intensity_scale"].append(float(pl_module.physics.intensity_scale.detach()))
+        self.history["lr"].append(float(trainer.optimizers[0].param_groups[0]["lr"]))
+        self.history["epoch_s"].append(time.perf_counter() - self._t0)
+        self.epochs_run += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": {k: [float(v) for v in vals] for k, vals in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state_dict["history"].items()}
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    """``'auto'`` -> ``'gpu'`` when CUDA is available, else ``'cpu'``; other values unchanged."""
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("accelerator: 'gpu' requested but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return accelerator
+
+
+def _strategy(config: TrainingConfig, accelerator: str) -> Any:
+    if config.strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else None,
+                           checkpoint_io=AtomicCheckpointIO())
+    return "auto"  # 'mirrored' is TensorFlow's name for data-parallel training; here it is Lightning's default
+
+
+def make_trainer(config: TrainingConfig, history: History, *, enable_progress_bar: bool = True) -> L.Trainer:
+    """A Lightning Trainer configured from ``config`` (see the module docstring)."""
+    accelerator = resolve_accelerator(config.accelerator)
+    out = Path(config.output_dir)
+    checkpoint = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="epoch{epoch:03d}", auto_insert_metric_name=False,
+        monitor="train_loss", mode="min", save_top_k=1, save_last=True,
+        every_n_epochs=config.checkpoint_every, save_on_train_epoch_end=True,
+    )
+    strategy = _strategy(config, accelerator)
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=config.devices,
+        strategy=strategy,
+        max_epochs=config.nepochs,
+        logger=CSVLogger(str(out), name="logs"),
+        callbacks=[history, checkpoint, *([TQDMProgressBar()] if enable_progress_bar else [])],
+        plugins=None if config.strategy == "ddp" else [AtomicCheckpointIO()],
+        enable_progress_bar=enable_progress_bar,
+        enable_model_summary=False,
+        deterministic=True if accelerator == "cpu" else "warn",
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+    )
+
+
+def _prepare_module(model: ModelHandle, data: GroupedData, config: TrainingConfig,
+                    resume_from: Path | None) -> PtychoLightningModule:
+    """A module built for ``config`` carrying the weights of ``model`` and the initial probe/scale."""
+    module = PtychoLightningModule(model_config=config_to_dict(model.model_config),
+                                   training_config=config_to_dict(config))
+    module.load_state_dict(model.native.state_dict())
+    if resume_from is None:
+        if not (config.probe_trainable and module.physics.probe_is_set()):
+            module.physics.set_probe(normalized_probe(data.probe, model.model_config))
+        previous = model.training_config
+        if previous is None or previous.nphotons != config.nphotons:
+            with torch.no_grad():
+                module.physics.intensity_scale.fill_(module.s0)
+    return module
+
+
+def _loader(data: GroupedData, config: TrainingConfig) -> DataLoader:
+    with_y = data.Y is not None and config.realspace_weight > 0
+    if config.realspace_weight > 0 and data.Y is None:
+        raise ConfigError("TrainingConfig.realspace_weight: > 0 needs ground-truth patches (GroupedData.Y is None); "
+                          "set realspace_weight = 0 or provide an objectGuess")
+    dataset = TensorDataset(*grouped_tensors(data, with_y=with_y))
+    gen = torch.Generator().manual_seed(config.seed)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=gen, num_workers=0)
+
+
+def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, resume_from: Path | None = None,
+                *, enable_progress_bar: bool = True) -> TrainResult:
+    """Train ``model`` on ``data`` for ``config.nepochs`` epochs in total (see the module docstring).
+
+    Raises
+    ------
+    ptycho_core.errors.TrainingDivergedError
+        The loss became NaN or infinite; the checkpoints written so far are kept.
+    ptycho_core.errors.ConfigError
+        Data and model do not fit, or ``config.model`` differs from the model's config.
+    """
+    if config.model != model.model_config:
+        raise ConfigError(f"TrainingConfig.model: {config.model} differs from the model's config "
+                          f"{model.model_config}; train with the config the model was built with")
+    check_data(model.model_config, data)
+    if resume_from is not None and not Path(resume_from).is_file():
+        raise ConfigError(f"resume_from: checkpoint {resume_from} does not exist")
+    t_start = time.perf_counter()
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = _prepare_module(model, data, config, resume_from)
+    loader = _loader(data, config)
+    history = History()
+    trainer = make_trainer(config, history, enable_progress_bar=enable_progress_bar)
+    t_fit = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+        if resume_from is not None:
+            warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        trainer.fit(module, loader, ckpt_path=None if resume_from is None else str(resume_from), weights_only=True)
+    t_end = time.perf_counter()
+    module = module.cpu().eval()
+    module.trainer = None  # detach: the returned model must not keep the Trainer and its data alive
+    trained = ModelHandle(backend=BACKEND_ID, model_config=model.model_config, training_config=config, native=module,
+                          metadata={"epochs": int(trainer.current_epoch)})
+    epochs_run = history.epochs_run
+    run_seconds = history.history["epoch_s"][-epochs_run:] if epochs_run else []
+    timings = {"total_s": t_end - t_start, "fit_s": t_end - t_fit,
+               "epoch_s_mean": (sum(run_seconds) / epochs_run) if epochs_run else 0.0,
+               "patterns_per_s": (epochs_run * data.n_groups * data.channels / (t_end - t_fit)) if epochs_run else 0.0}
+    return TrainResult(model=trained, history=history.history, epochs=int(trainer.current_epoch), timings=timings,
+                       checkpoint_dir=Path(config.output_dir) / "checkpoints")

@@ -1,0 +1,108 @@
+"""Architecture of the PtychoPINN network: parameter counts, shapes, variants, activations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ptycho_core.errors import ConfigError
+from ptycho_torch.model import PtychoNet, count_trainable, decoder_filters, encoder_filters
+
+
+@pytest.mark.parametrize(("gridsize", "expected"), [(1, 2_331_772), (2, 2_340_208)])
+def test_reference_parameter_count(gridsize, expected):
+    net = PtychoNet(N=64, gridsize=gridsize, n_filters_scale=2, probe_big=True, pad_object=True)
+    assert count_trainable(net) == expected
+
+
+def test_filter_tables_follow_conventions():
+    assert encoder_filters(64, 2) == [64, 128, 256]
+    assert encoder_filters(128, 1) == [16, 32, 64, 128]
+    assert encoder_filters(256, 1) == [8, 16, 32, 64, 128]
+    assert decoder_filters(64, 2) == [128, 64]
+    assert decoder_filters(128, 1) == [128, 64, 32]
+    assert decoder_filters(256, 1) == [256, 128, 64, 32]
+
+
+@pytest.mark.parametrize("N", [64, 128, 256])
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_forward_shapes_all_sizes(N, gridsize):
+    torch.manual_seed(0)
+    C = gridsize * gridsize
+    net = PtychoNet(N=N, gridsize=gridsize, n_filters_scale=1)
+    with torch.no_grad():
+        out = net(torch.rand(1, C, N, N))
+    assert out.shape == (1, C, N, N)
+    assert out.dtype == torch.complex64
+
+
+@pytest.mark.parametrize(("pad_object", "probe_big"), [(True, True), (True, False), (False, True), (False, False)])
+def test_last_layer_variants(pad_object, probe_big):
+    torch.manual_seed(0)
+    N = 64
+    net = PtychoNet(N=N, gridsize=1, n_filters_scale=1, pad_object=pad_object, probe_big=probe_big)
+    with torch.no_grad():
+        amp = net(torch.rand(2, 1, N, N)).abs()
+    q = N // 4
+    outside = amp.clone()
+    outside[..., q:3 * q, q:3 * q] = 0
+    if pad_object and not probe_big:
+        assert torch.all(outside == 0), "pad_object without probe_big must be zero outside the central N/2"
+    else:
+        assert outside.abs().max() > 0
+    assert amp[..., q:3 * q, q:3 * q].abs().max() > 0
+    names = [name for name, _ in net.canonical_convs()]
+    assert ("amp.big.out" in names) == (pad_object and probe_big)
+    assert ("amp.up.conv1" in names) == (not pad_object)
+
+
+def test_pad_object_false_has_up_block_of_32_nfs():
+    net = PtychoNet(N=64, gridsize=1, n_filters_scale=2, pad_object=False)
+    assert net.amp.up.conv1.out_channels == 64
+    assert net.amp.out.in_channels == 64
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "swish", "softplus", "relu"])
+def test_amplitude_activations(activation):
+    torch.manual_seed(1)
+    net = PtychoNet(N=64, gridsize=1, n_filters_scale=1, amp_activation=activation, probe_big=False)
+    with torch.no_grad():
+        out = net(torch.rand(2, 1, 64, 64))
+        # the central crop is activation(conv(features)): recompute it to check the activation used
+        x = torch.rand(2, 1, 64, 64)
+        code = x
+        for block in net.encoder:
+            code = block(code)
+        feats = code
+        for block in net.amp.blocks:
+            feats = block(feats)
+        pre = net.amp.out(feats[:, :-4])
+        amp = net(x).abs()[..., 16:48, 16:48]
+    fn = {"sigmoid": torch.sigmoid, "swish": torch.nn.functional.silu, "softplus": torch.nn.functional.softplus,
+          "relu": torch.relu}[activation]
+    torch.testing.assert_close(amp, fn(pre).abs(), rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(out).all()
+
+
+def test_phase_is_bounded_by_pi():
+    torch.manual_seed(2)
+    net = PtychoNet(N=64, gridsize=1, n_filters_scale=1, probe_big=False)
+    with torch.no_grad():
+        for p in net.phase.out.parameters():
+            p.mul_(50.0)
+        out = net(torch.rand(2, 1, 64, 64))
+    phase = torch.angle(out[..., 16:48, 16:48])
+    assert phase.abs().max() <= math.pi + 1e-5
+
+
+def test_invalid_N_is_a_config_error():
+    with pytest.raises(ConfigError, match="ModelConfig.N"):
+        PtychoNet(N=96)
+
+
+def test_wrong_input_shape_names_expected_shape():
+    net = PtychoNet(N=64, gridsize=2, n_filters_scale=1)
+    with pytest.raises(ValueError, match=r"expected shape \(B, 4, 64, 64\)"):
+        net(torch.rand(1, 1, 64, 64))
