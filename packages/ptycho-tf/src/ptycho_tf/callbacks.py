@@ -1,0 +1,191 @@
+"""Keras callbacks of training: history, divergence guard, resumable plateau schedule, atomic checkpoints.
+
+A checkpoint is two files under ``output_dir/checkpoints``, each written to a temporary
+file and moved into place with ``os.replace``:
+
+- ``last.weights.h5``: Keras' weights file of the compiled model: the network and physics
+  weights and the Adam state (arrays only, no pickles);
+- ``last.json``: written second; the completed epoch, learning rate, plateau state, history and
+  the sha256 of the weights file, so a torn pair of files is detected on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ptycho_core.errors import ConfigError
+from ptycho_tf._env import keras
+
+STATE_FILE = "last.json"
+WEIGHTS_FILE = "last.weights.h5"
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then ``os.replace`` it onto ``path``.
+
+    The temporary name keeps the suffixes of ``path`` (Keras checks for ``.weights.h5``).
+    A failure part-way leaves the previous file intact and removes the temporary one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Per-epoch loss, intensity scale, learning rate and seconds; adds ``intensity_scale`` to the epoch logs."""
+
+    def __init__(self, previous: dict[str, list[float]] | None = None) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {"loss": [], "intensity_scale": [], "lr": [], "epoch_s": []}
+        for key, values in (previous or {}).items():
+            self.history[key] = [float(v) for v in values]
+        self.epochs_run = 0
+        self._t0 = 0.0
+        self._lr = float("nan")
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._t0 = time.perf_counter()
+        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        scale = float(keras.ops.convert_to_numpy(self.model.physics.intensity_scale))
+        logs["intensity_scale"] = scale
+        self.history["loss"].append(float(logs.get("loss", float("nan"))))
+        self.history["intensity_scale"].append(scale)
+        self.history["lr"].append(self._lr)
+        self.history["epoch_s"].append(time.perf_counter() - self._t0)
+        self.epochs_run += 1
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop training at the first batch whose (running mean) loss is NaN or infinite, and remember where."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diverged: dict[str, Any] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss) and self.diverged is None:
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            self.diverged = {"epoch": self._epoch + 1, "batch": int(batch), "loss": loss, "lr": lr}
+            self.model.stop_training = True
+
+
+class PlateauSchedule(keras.callbacks.ReduceLROnPlateau):
+    """``ReduceLROnPlateau(factor 0.5, patience 2, min_lr 1e-4)`` on the training loss, resumable.
+
+    ``state`` (``wait``, ``best``, ``cooldown_counter``) restores the schedule of a checkpoint.
+    """
+
+    def __init__(self, state: dict | None = None) -> None:
+        super().__init__(monitor="loss", factor=0.5, patience=2, min_lr=1e-4, mode="min", verbose=0)
+        self._initial_state = dict(state or {})
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        for key in ("wait", "best", "cooldown_counter"):
+            if key in self._initial_state:
+                setattr(self, key, float(self._initial_state[key]) if key == "best" else int(self._initial_state[key]))
+
+    def state(self) -> dict:
+        """``wait``, ``best`` and ``cooldown_counter`` as plain numbers."""
+        return {"wait": int(self.wait), "best": float(self.best), "cooldown_counter": int(self.cooldown_counter)}
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Write ``last.*`` every ``every`` epochs and after the final epoch, unless the loss went bad."""
+
+    def __init__(self, directory: Path, every: int, total_epochs: int, history: EpochHistory,
+                 plateau: PlateauSchedule, guard: DivergenceGuard, seed: int) -> None:
+        super().__init__()
+        self.directory = Path(directory)
+        self.every, self.total_epochs, self.seed = int(every), int(total_epochs), int(seed)
+        self.history, self.plateau, self.guard = history, plateau, guard
+        self.last_saved_epoch: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        done = epoch + 1
+        if self.guard.diverged is not None or not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            return
+        if done % self.every == 0 or done == self.total_epochs:
+            self.save(done)
+
+    def save(self, epoch: int) -> None:
+        """Write the two files of a checkpoint after ``epoch`` completed epochs."""
+        model = self.model
+        weights_path = self.directory / WEIGHTS_FILE
+        atomic_write(weights_path, lambda tmp: model.save_weights(tmp))
+        state = {
+            "epoch": int(epoch),
+            "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+            "plateau": self.plateau.state(),
+            "history": self.history.history,
+            "seed": self.seed,
+            "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+            "files": {WEIGHTS_FILE: sha256_file(weights_path)},
+        }
+        atomic_write(self.directory / STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)))
+        self.last_saved_epoch = int(epoch)
+
+
+def resolve_checkpoint(resume_from: str | os.PathLike) -> Path:
+    """The ``last.json`` of a checkpoint given as that file, its ``.weights.h5`` or the checkpoint folder."""
+    path = Path(resume_from)
+    if path.is_dir():
+        path = path / STATE_FILE
+    elif path.name.endswith(".weights.h5"):
+        path = path.with_name(path.name[: -len(".weights.h5")] + ".json")
+    if not path.is_file():
+        raise ConfigError(f"resume_from: checkpoint {resume_from} does not exist (expected {STATE_FILE}, "
+                          f"{WEIGHTS_FILE} or the checkpoints folder written by an earlier run)")
+    return path
+
+
+def read_checkpoint(resume_from: str | os.PathLike) -> tuple[dict, Path]:
+    """Read and verify a checkpoint: returns ``(state, weights_path)``."""
+    state_path = resolve_checkpoint(resume_from)
+    try:
+        state = json.loads(state_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"resume_from: {state_path} is not valid JSON ({exc})") from None
+    for key in ("epoch", "learning_rate", "files", "history"):
+        if key not in state:
+            raise ConfigError(f"resume_from: {state_path} lacks the {key!r} entry of a ptycho_tf checkpoint")
+    path = state_path.parent / WEIGHTS_FILE
+    if not path.is_file() or sha256_file(path) != state["files"].get(WEIGHTS_FILE):
+        raise ConfigError(f"resume_from: {path} is missing or does not match {state_path.name} "
+                          "(interrupted write?); resume from an intact checkpoint")
+    return state, path

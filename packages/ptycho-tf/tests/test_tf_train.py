@@ -1,0 +1,157 @@
+"""Training: loss goes down, trainable vs frozen intensity scale, logs, checkpoints, resume, NaN, strategy."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+
+import attrs
+import numpy as np
+import pytest
+from tf_testdata import make_grouped, tiny_config
+
+from ptycho_core.config import TrainingConfig
+from ptycho_core.errors import ConfigError, TrainingDivergedError
+from ptycho_tf import io
+from ptycho_tf.infer import forward_model
+from ptycho_tf.train import select_strategy, train_model
+
+
+@pytest.fixture(scope="module")
+def trained(grouped64, tmp_path_factory):
+    """64 patterns, 2 epochs, trainable intensity scale (the default)."""
+    cfg = tiny_config(tmp_path_factory.mktemp("train"))
+    model = io.build_handle(cfg.model, cfg)
+    before = forward_model(model, grouped64, cfg).loss
+    return cfg, model, before, train_model(model, grouped64, cfg, verbose=0)
+
+
+def test_training_lowers_the_loss(trained, grouped64):
+    cfg, _, before, result = trained
+    after = forward_model(result.model, grouped64, cfg).loss
+    assert after < before
+    assert len(result.history["loss"]) == 2 and all(np.isfinite(result.history["loss"]))
+    assert result.epochs == 2 and result.model.backend == "tensorflow"
+    assert result.timings["patterns_per_s"] > 0
+
+
+def test_trainable_intensity_scale_moves(trained):
+    cfg, _, _, result = trained
+    physics = result.model.native.physics
+    assert physics.intensity_scale.trainable
+    assert any(v is physics.intensity_scale for v in result.model.native.trainable_weights)
+    s0 = result.model.native.s0
+    assert float(physics.intensity_scale.numpy()) != pytest.approx(s0, rel=0, abs=0)
+    assert result.history["intensity_scale"][-1] == float(physics.intensity_scale.numpy())
+
+
+def test_frozen_intensity_scale_stays_and_trainable_probe_moves(tmp_path):
+    from ptycho_core import reference
+
+    data = make_grouped(n_groups=16, seed=2)
+    cfg = tiny_config(tmp_path, nepochs=1, intensity_scale_trainable=False, probe_trainable=True)
+    result = train_model(io.build_handle(cfg.model, cfg), data, cfg, verbose=0)
+    physics = result.model.native.physics
+    assert not any(v is physics.intensity_scale for v in result.model.native.trainable_weights)
+    assert float(physics.intensity_scale.numpy()) == np.float32(result.model.native.s0)
+    probe = physics.probe.numpy()
+    initial = reference.normalize_probe(data.probe)
+    assert np.max(np.abs(probe - initial)) > 0  # trained away from the initial normalised probe
+    assert np.max(np.abs(probe - initial)) < 0.1 * np.max(np.abs(initial))
+
+
+def test_csv_log_and_checkpoint_files(trained):
+    cfg, _, _, result = trained
+    with open(cfg.output_dir / "training_log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [float(r["loss"]) for r in rows] == pytest.approx(result.history["loss"])
+    ckpt = cfg.output_dir / "checkpoints"
+    assert (ckpt / "last.weights.h5").is_file() and (ckpt / "last.json").is_file()
+    assert not [p for p in ckpt.iterdir() if ".tmp" in p.name]
+
+
+def test_resume_continues_to_nepochs(trained, grouped64, tmp_path):
+    cfg, _, _, result = trained
+    more = attrs.evolve(cfg, nepochs=3, output_dir=tmp_path / "resumed")
+    resumed = train_model(result.model, grouped64, more, resume_from=cfg.output_dir / "checkpoints", verbose=0)
+    assert resumed.epochs == 3
+    assert resumed.history["loss"][:2] == result.history["loss"]
+    assert len(resumed.history["loss"]) == 3
+    steps_per_epoch = -(-grouped64.n_groups // cfg.batch_size)
+    assert int(resumed.model.native.optimizer.iterations.numpy()) == 3 * steps_per_epoch
+
+
+def test_resume_from_a_missing_checkpoint_is_a_config_error(trained, grouped64, tmp_path):
+    cfg, model, _, _ = trained
+    with pytest.raises(ConfigError, match="resume_from"):
+        train_model(model, grouped64, cfg, resume_from=tmp_path / "nowhere", verbose=0)
+
+
+def test_same_seed_same_history(tmp_path):
+    data = make_grouped(n_groups=16, seed=4)
+    runs = []
+    for name in ("a", "b"):
+        cfg = tiny_config(tmp_path / name, nepochs=1, batch_size=8)
+        runs.append(train_model(io.build_handle(cfg.model, cfg), data, cfg, verbose=0))
+    assert runs[0].history["loss"] == runs[1].history["loss"]
+    wa, wb = io.export_weights(runs[0].model), io.export_weights(runs[1].model)
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = make_grouped(n_groups=16, seed=3)
+    cfg = tiny_config(tmp_path, nepochs=1)
+    good = train_model(io.build_handle(cfg.model, cfg), data, cfg, verbose=0)
+    ckpt = cfg.output_dir / "checkpoints" / "last.weights.h5"
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    bad = make_grouped(n_groups=16, seed=3)
+    bad.X[5, 10, 10, 0] = np.nan  # after validation, as corrupt data in memory would be
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at epoch 2, batch 0.*learning_rate.*kept"):
+        train_model(good.model, bad, attrs.evolve(cfg, nepochs=3), resume_from=ckpt, verbose=0)
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
+
+
+def test_strategy_selection(tmp_path):
+    base = tiny_config(tmp_path)
+    assert select_strategy(base) is None
+    mirrored = select_strategy(attrs.evolve(base, strategy="mirrored"))
+    assert type(mirrored).__name__ == "MirroredStrategy" and mirrored.num_replicas_in_sync == 1
+    with pytest.raises(ConfigError, match="devices: 64 requested"):
+        select_strategy(attrs.evolve(base, devices=64))
+
+
+def test_gpu_requested_without_gpu_is_a_config_error(tmp_path):
+    from ptycho_tf._env import tf
+    from ptycho_tf.infer import device_scope
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ConfigError, match="'gpu' requested"):
+        device_scope("gpu")
+    with pytest.raises(ConfigError, match="'gpu' requested"):
+        select_strategy(attrs.evolve(tiny_config(tmp_path), accelerator="gpu", strategy="mirrored"))
+
+
+def test_mirrored_training_with_realspace_term_runs(tmp_path):
+    data = make_grouped(n_groups=16, seed=6)
+    cfg = tiny_config(tmp_path, nepochs=1, strategy="mirrored", realspace_weight=1.0, mae_weight=0.1)
+    result = train_model(io.build_handle(cfg.model, cfg), data, cfg, verbose=0)
+    assert np.isfinite(result.history["loss"][0])
+    assert float(result.model.native.physics.intensity_scale.numpy()) != np.float32(result.model.native.s0)
+
+
+def test_realspace_term_needs_ground_truth(tmp_path):
+    data = make_grouped(n_groups=4, seed=6)
+    data = type(data)(X=data.X, offsets=data.offsets, centroids=data.centroids, indices=data.indices,
+                      probe=data.probe)
+    cfg = tiny_config(tmp_path, nepochs=1, realspace_weight=1.0)
+    with pytest.raises(ConfigError, match="realspace_weight"):
+        train_model(io.build_handle(cfg.model, cfg), data, cfg, verbose=0)
+
+
+def test_model_and_config_must_agree(trained, grouped64):
+    cfg, model, _, _ = trained
+    other = TrainingConfig(model=attrs.evolve(cfg.model, n_filters_scale=2), backend="tensorflow")
+    with pytest.raises(ConfigError, match="differs from the model's config"):
+        train_model(model, grouped64, other, verbose=0)
