@@ -7,6 +7,9 @@ Every session installs through ``constraints/ci.txt`` and only the packages it t
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "virtualenv"
@@ -65,7 +68,7 @@ def data(session: nox.Session) -> None:
 def ci(session: nox.Session) -> None:
     """ptycho-ci: history store, guardrails, triggers, reports, pytest plugin and conformance suite."""
     _install(session, *CORE, *DATA, *CI)
-    _pytest(session, "packages/ptycho-ci/tests", extra=("-p", "pytester"))
+    _pytest(session, "packages/ptycho-ci/tests")
 
 
 @nox.session(python=PYTHON)
@@ -88,9 +91,9 @@ def _both(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
-    """CLI cycle train -> save -> load -> infer -> stitch on the committed fixture, per backend."""
+    """Workflow tests and the CLI cycle train -> save -> load -> infer -> stitch on the committed fixture."""
     _both(session)
-    _pytest(session, "tests/integration", extra=("-m", "integration"))
+    _pytest(session, "tests/workflow", "tests/integration")
 
 
 @nox.session(python=PYTHON)
@@ -99,3 +102,49 @@ def parity(session: nox.Session) -> None:
     _both(session)
     _pytest(session, "tests/parity")
 
+
+
+# -- CI tiers (ptycho-ci): each records its run into the history and is judged by its triggers --------
+HISTORY = os.environ.get("PTYCHO_CI_HISTORY", ".ci-history/history.sqlite")
+REPORT = "ci-report"
+ALL_TESTS = ("packages/ptycho-core/tests", "packages/ptycho-data/tests", "packages/ptycho-ci/tests",
+             "packages/ptycho-torch/tests", "packages/ptycho-tf/tests", "tests")
+
+
+def _record(session: nox.Session, label: str, *args: str, fatal: bool) -> None:
+    """pytest with the ptycho-ci recorder; ``fatal=False`` records failures and lets the triggers judge."""
+    Path(HISTORY).parent.mkdir(parents=True, exist_ok=True)
+    env = {"PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    session.run("pytest", *args, "--ptycho-ci-history", HISTORY, "--ptycho-ci-label", label, *session.posargs,
+                env=env, success_codes=PYTEST_OK if fatal else [0, 1, 5])
+
+
+def _judge(session: nox.Session, label: str, *extra: str) -> None:
+    session.run("ptycho-ci", "report", "--history", HISTORY, "--label", label, "--output", REPORT, *extra)
+    session.run("ptycho-ci", "escalate", "--history", HISTORY, "--label", label, "--output", f"{REPORT}/escalations",
+                *extra)
+    session.run("ptycho-ci", "check", "--history", HISTORY, "--label", label, *extra)
+
+
+@nox.session(name="ci-pr", python=PYTHON)
+def ci_pr(session: nox.Session) -> None:
+    """Per-PR tier: integration + backend-selection tests, recorded; fails on a high/critical breach or budget."""
+    _both(session)
+    _record(session, "ci-pr", "-m", "ci_pr or backend_selection", "tests", "packages/ptycho-core/tests", fatal=True)
+    session.run("ptycho-ci", "check", "--history", HISTORY, "--label", "ci-pr", "--budgets")
+
+
+@nox.session(name="ci-nightly", python=PYTHON)
+def ci_nightly(session: nox.Session) -> None:
+    """Nightly tier: the parity suite recorded (failures become breaches), then report, escalations, check."""
+    _both(session)
+    _record(session, "ci-nightly", "tests/parity", fatal=False)
+    _judge(session, "ci-nightly")
+
+
+@nox.session(name="ci-weekly", python=PYTHON)
+def ci_weekly(session: nox.Session) -> None:
+    """Weekly tier: every test of every package and tests/, recorded, then report, escalations, check."""
+    _both(session)
+    _record(session, "ci-weekly", *ALL_TESTS, fatal=False)
+    _judge(session, "ci-weekly")

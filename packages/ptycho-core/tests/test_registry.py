@@ -22,6 +22,8 @@ from ptycho_core.errors import (
 )
 from ptycho_core.registry import Registry
 
+pytestmark = [pytest.mark.ci_pr, pytest.mark.backend_selection]
+
 
 def _grouped(n=3, N=64):
     rng = np.random.default_rng(1)

@@ -1,0 +1,69 @@
+"""Runs one backend in its own process for the parity tests (never both frameworks in one process).
+
+    python worker.py export  BACKEND GRIDSIZE OUT.npz
+    python worker.py forward BACKEND GRIDSIZE WEIGHTS.npz DATA.npz OUT.npz
+    python worker.py stitch  BACKEND DATA.npz OUT.npz
+    python worker.py export_bundle BACKEND BUNDLE OUT.npz
+"""
+
+from __future__ import annotations
+
+import sys
+
+import attrs
+import numpy as np
+
+from ptycho_core import backends
+from ptycho_core.config import ModelConfig, TrainingConfig
+from ptycho_core.contracts import GroupedData
+
+
+def configs(backend: str, gridsize: int, out_dir: str = ".") -> TrainingConfig:
+    return TrainingConfig(model=ModelConfig(N=64, gridsize=gridsize), backend=backend, nepochs=1, batch_size=16,
+                          seed=3, intensity_scale_trainable=True, output_dir=out_dir, neighbor_count=4)
+
+
+def load_grouped(path: str) -> GroupedData:
+    with np.load(path, allow_pickle=False) as f:
+        return GroupedData(X=f["X"], offsets=f["offsets"], centroids=f["centroids"], indices=f["indices"],
+                           probe=f["probe"], norm_factor=float(f["norm_factor"]))
+
+
+def main(argv: list[str]) -> None:
+    cmd, backend = argv[0], argv[1]
+    be = backends.get(backend)
+    if cmd == "export":
+        cfg = configs(backend, int(argv[2]))
+        model = be.build_model(cfg.model, cfg)
+        np.savez(argv[3], **be.export_weights(model))
+    elif cmd == "forward":
+        gridsize, weights_path, data_path, out = int(argv[2]), argv[3], argv[4], argv[5]
+        with np.load(weights_path, allow_pickle=False) as f:
+            weights = {k: f[k] for k in f.files}
+        data = load_grouped(data_path)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = configs(backend, gridsize, tmp)
+            model = be.import_weights(cfg.model, cfg, weights)
+            exported = be.export_weights(model)
+            fwd = be.forward(model, data, cfg)
+            trained = be.train(model, data, attrs.evolve(cfg, output_dir=tmp), None).model
+            after = be.forward(trained, data, cfg)
+        np.savez(out, patches=fwd.patches, amplitude=fwd.amplitude, loss=fwd.loss, loss_after=after.loss,
+                 **{f"w:{k}": v for k, v in exported.items()})
+    elif cmd == "export_bundle":
+        from ptycho_core.bundle import load_bundle
+
+        model = load_bundle(argv[2], backend=backend)
+        np.savez(argv[3], **be.export_weights(model))
+    elif cmd == "stitch":
+        with np.load(argv[2], allow_pickle=False) as f:
+            obj = be.reassemble(f["patches"], f["positions"], int(f["crop"]), tuple(f["shape"]), tuple(f["origin"]))
+        np.savez(argv[3], object=obj)
+    else:
+        raise SystemExit(f"unknown command {cmd!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

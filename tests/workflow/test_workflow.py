@@ -1,0 +1,74 @@
+"""train -> save -> load -> infer -> stitch -> outputs, with a framework-free backend."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ptycho_core import bundle, cli, workflow
+from ptycho_core.config import InferenceConfig, TrainingConfig
+from ptycho_core.errors import BundleError, DataError
+
+
+def test_run_writes_everything(installed_dummy, small_dataset_path, tmp_path):
+    cfg = TrainingConfig(backend="dummy", train_data_file=small_dataset_path, output_dir=tmp_path, nepochs=2)
+    rec = workflow.run(cfg)
+    assert rec.metadata["backend"] == "dummy"
+    assert rec.metadata["history"]["loss"] == [2.0, 1.0]
+    assert {"train_s", "infer_s", "stitch_s"} <= set(rec.metadata["timings"])
+    for key in ("bundle", "reconstruction", "amplitude_png", "phase_png", "loss_png", "metrics", "comparison_png"):
+        assert key in rec.metadata["paths"], key
+    with np.load(tmp_path / "reconstruction.npz", allow_pickle=False) as f:
+        assert set(f.files) >= {"object", "amplitude", "phase", "origin"}
+        np.testing.assert_array_equal(f["object"], rec.object)
+    assert bundle.read_manifest(tmp_path / "model")["backend"] == "dummy"
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) >= {"amplitude", "phase"}
+
+
+def test_infer_with_saved_bundle(installed_dummy, small_dataset_path, tmp_path):
+    cfg = TrainingConfig(backend="dummy", train_data_file=small_dataset_path, output_dir=tmp_path / "a", nepochs=1)
+    first = workflow.run(cfg)
+    icfg = InferenceConfig(backend="dummy", model_path=tmp_path / "a" / "model", test_data_file=small_dataset_path,
+                           output_dir=tmp_path / "b")
+    second = workflow.infer(icfg)
+    np.testing.assert_array_equal(first.object, second.object)
+    assert (tmp_path / "b" / "amplitude.png").stat().st_size > 1000
+
+
+def test_bundle_backend_must_match(installed_dummy, small_dataset_path, tmp_path):
+    cfg = TrainingConfig(backend="dummy", train_data_file=small_dataset_path, output_dir=tmp_path, nepochs=1)
+    workflow.run(cfg)
+    icfg = InferenceConfig(backend="pytorch", model_path=tmp_path / "model", test_data_file=small_dataset_path)
+    with pytest.raises(BundleError, match="written by backend 'dummy'"):
+        workflow.load_model(icfg)
+
+
+def test_bad_data_leaves_no_output(installed_dummy, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, diffraction=np.ones((4, 64, 64)), xcoords=np.zeros(3), ycoords=np.zeros(4),
+             probeGuess=np.ones((64, 64), np.complex64))
+    cfg = TrainingConfig(backend="dummy", train_data_file=bad, output_dir=tmp_path / "out", nepochs=1)
+    with pytest.raises(DataError, match="xcoords"):
+        workflow.run(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_run_and_evaluate(installed_dummy, small_dataset_path, tmp_path, capsys):
+    code = cli.main(["run", "--backend", "dummy", "--train-data", str(small_dataset_path), "--output-dir",
+                     str(tmp_path), "--nepochs", "1"])
+    assert code == 0
+    assert "amplitude_png" in capsys.readouterr().out
+    code = cli.main(["evaluate", str(tmp_path / "reconstruction.npz"), str(small_dataset_path)])
+    assert code == 0
+    assert "ssim" in capsys.readouterr().out
+
+
+def test_cli_missing_file_is_one_line_exit_2(installed_dummy, tmp_path, capsys):
+    code = cli.main(["run", "--backend", "dummy", "--train-data", str(tmp_path / "nope.npz"), "--output-dir",
+                     str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.npz" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
