@@ -14,7 +14,9 @@ import nox
 
 nox.options.default_venv_backend = "virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "core", "data", "ci", "pytorch", "tensorflow", "integration", "parity"]
+nox.options.sessions = [
+    "lint", "core", "data", "ci", "pytorch", "tensorflow", "integration", "parity", "template", "docs",
+]
 
 PYTHON = None  # the interpreter running nox
 CONSTRAINTS = ("-c", "constraints/ci.txt")
@@ -23,6 +25,9 @@ DATA = ("-e", "packages/ptycho-data")
 CI = ("-e", "packages/ptycho-ci")
 TORCH = ("-e", "packages/ptycho-torch")
 TF = ("-e", "packages/ptycho-tf")
+TEMPLATE = ("-e", "examples/ptycho-backend-template")
+# The bad-input corpus runs in every package/backend session; cases needing an uninstalled package skip.
+CORPUS = "tests/corpus"
 TEST_TOOLS = ("pytest", "hypothesis")
 # pytest exits 5 when it collected no test; that is not a failure of the suite.
 PYTEST_OK = [0, 5]
@@ -54,14 +59,14 @@ def core(session: nox.Session) -> None:
         "import importlib.util as u, sys; bad=[m for m in ('torch','tensorflow','keras') if u.find_spec(m)]; "
         "sys.exit(f'framework installed in core session: {bad}' if bad else 0)",
     )
-    _pytest(session, "packages/ptycho-core/tests")
+    _pytest(session, "packages/ptycho-core/tests", CORPUS)
 
 
 @nox.session(python=PYTHON)
 def data(session: nox.Session) -> None:
     """ptycho-data with ptycho-core (NumPy/SciPy/h5py/scikit-image only)."""
     _install(session, *CORE, *DATA)
-    _pytest(session, "packages/ptycho-data/tests")
+    _pytest(session, "packages/ptycho-data/tests", CORPUS)
 
 
 @nox.session(python=PYTHON)
@@ -75,14 +80,47 @@ def ci(session: nox.Session) -> None:
 def pytorch(session: nox.Session) -> None:
     """The PyTorch + Lightning backend (torch==2.13.0 CPU wheel via the constraints)."""
     _install(session, *CORE, *DATA, *CI, *TORCH)
-    _pytest(session, "packages/ptycho-torch/tests")
+    # also the ptycho-ci checks of real torch checkpoints (skipped in the `ci` session, which has no torch)
+    _pytest(session, "packages/ptycho-torch/tests", "packages/ptycho-ci/tests/test_ci_artifacts.py", CORPUS)
 
 
 @nox.session(python=PYTHON)
 def tensorflow(session: nox.Session) -> None:
     """The TensorFlow / Keras 3 backend."""
     _install(session, *CORE, *DATA, *CI, *TF)
-    _pytest(session, "packages/ptycho-tf/tests")
+    _pytest(session, "packages/ptycho-tf/tests", CORPUS)
+
+
+@nox.session(python=PYTHON)
+def template(session: nox.Session) -> None:
+    """The third-party backend template (numpy-template): conformance suite and its own tests."""
+    _install(session, *CORE, *DATA, *CI, *TEMPLATE)
+    _pytest(session, "examples/ptycho-backend-template/tests")
+
+
+@nox.session(python=PYTHON)
+def ptychodus(session: nox.Session) -> None:
+    """The Ptychodus adapter (ptycho-core[ptychodus]) against ptychodus==1.7.0 with the pytorch backend.
+
+    Not in the default set: ptychodus pulls ~95 extra packages and the test trains a small model.
+    """
+    _install(session, "-e", "packages/ptycho-core[ptychodus]", *DATA, *CI, *TORCH)
+    _pytest(session, "packages/ptycho-core/tests/test_ptychodus_adapter.py")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """User docs: every code block runs; configuration.md and cli.md equal their generators' output."""
+    _install(session, *CORE, *DATA, *CI, *TORCH, *TF)
+    _pytest(session, "tests/docs")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Performance table: benchmarks/run.py --quick (ratios to same-process bounds); not run by default."""
+    _install(session, *CORE, *DATA, *CI, *TORCH, *TF)
+    session.run("python", "benchmarks/run.py", "--quick", "--json", "bench-results.json", *session.posargs,
+                env={"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "PYTHONHASHSEED": "0"})
 
 
 def _both(session: nox.Session) -> None:

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ MANIFEST = "manifest.json"
 CONFIG = "config.json"
 _RESERVED = {MANIFEST, CONFIG}
 MAX_ZIP_BYTES = 8 * 1024**3
+# what reading a damaged zip can raise (RuntimeError: encrypted member, NotImplementedError: unknown compression)
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zlib.error)
 
 
 def sha256_file(path: Path) -> str:
@@ -140,7 +143,7 @@ def _safe_member(name: str, bundle: Path) -> str:
 def _extract_zip(path: Path, dest: Path) -> None:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         raise BundleError(f"{path}: not a readable zip bundle ({exc})") from None
     with zf:
         members = zf.infolist()
@@ -154,7 +157,7 @@ def _extract_zip(path: Path, dest: Path) -> None:
             try:
                 with zf.open(m) as src, open(dest / name, "wb") as out:
                     shutil.copyfileobj(src, out)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except _ZIP_ERRORS as exc:
                 raise BundleError(f"{path}: member {m.filename!r} is corrupt ({exc})") from None
 
 
@@ -211,11 +214,18 @@ def read_manifest(path: str | os.PathLike) -> dict:
         raise BundleError(f"{path}: no such bundle (expected a directory or a .zip)")
     try:
         with zipfile.ZipFile(path) as zf:
-            return json.loads(zf.read(MANIFEST))
+            raw = zf.read(MANIFEST)
     except KeyError:
         raise BundleError(f"{path}: missing manifest (manifest.json)") from None
-    except (zipfile.BadZipFile, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path}: cannot read manifest.json ({exc})") from None
+    except _ZIP_ERRORS as exc:
+        raise BundleError(f"{path}: not a readable zip bundle ({exc})") from None
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: manifest.json is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BundleError(f"{path}: manifest.json must hold a JSON object")
+    return data
 
 
 def load_bundle(path: str | os.PathLike, backend: str | None = None) -> ModelHandle:

@@ -54,8 +54,8 @@ def _print_devices(backend_id: str) -> None:
     print(f"      devices:   {', '.join(info.devices) or 'none found'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``ptycho`` parser, including commands contributed by other packages."""
+def _core_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """The ``ptycho`` parser with ptycho-core's own commands, and its sub-parsers object."""
     parser = argparse.ArgumentParser(
         prog="ptycho",
         description="Physics-informed neural-network ptychography: simulate, train, reconstruct, evaluate.",
@@ -77,17 +77,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_config(sub)
     register_workflow(sub)
+    return parser, sub
+
+
+def _add_extension_commands(sub: argparse._SubParsersAction) -> None:
     for ep in sorted(metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:
             ep.load()(sub)
         except Exception as exc:  # a broken extension must not take the whole CLI down
             print(f"ptycho: warning: commands from {ep.value} unavailable: {exc}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``ptycho`` parser, including commands contributed by other packages."""
+    parser, sub = _core_parser()
+    _add_extension_commands(sub)
+    return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first argument not starting with ``-``), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """``build_parser()``, minus the extension commands when ``argv`` names a ptycho-core command.
+
+    Importing the extensions (to register their sub-parsers) costs start-up time, and a
+    ptycho-core command such as ``ptycho backends`` does not need them; ``ptycho --help``
+    and extension commands get the full parser.
+    """
+    parser, sub = _core_parser()
+    if _command_of(argv) not in sub.choices:
+        _add_extension_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ptycho`` console script."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser_for(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"

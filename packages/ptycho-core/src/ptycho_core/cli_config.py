@@ -14,12 +14,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ptycho_core.serialize import SECTIONS, dumps, has_sections, read_config_file, resolve_sections, to_dict
-
 FORMAT_CHOICES = ("toml", "json", "yaml")
 
 
 def _section_name(config: Any) -> str:
+    from ptycho_core.serialize import SECTIONS  # lazy (like every import below): keeps `ptycho --help` fast
+
     return next(name for name, cls in SECTIONS.items() if isinstance(config, cls))
 
 
@@ -30,12 +30,16 @@ def _load(path: Path, legacy: bool) -> tuple[dict[str, Any], bool]:
 
         config = load_legacy_config(path)
         return {_section_name(config): config}, False
+    from ptycho_core.serialize import has_sections, read_config_file, resolve_sections
+
     data = read_config_file(path)
     return resolve_sections(data, source=path), has_sections(data)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print the resolved config(s) of ``args.file`` in ``args.format``."""
+    from ptycho_core.serialize import dumps, to_dict
+
     configs, sectioned = _load(args.file, args.legacy)
     if args.to_legacy:
         from ptycho_core.legacy import to_legacy_dict

@@ -18,6 +18,35 @@ from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 
 ALIASES = {"train_data_file": ["--train-data"], "test_data_file": ["--test-data"]}
 
+RESUME_LAST = object()
+"""Value of ``--resume`` given without a path: resume from :func:`last_checkpoint`."""
+
+LAST_CHECKPOINT = {"pytorch": "last.ckpt", "tensorflow": "last.json"}
+"""File of the latest checkpoint under ``<output_dir>/checkpoints``, per backend id."""
+
+
+def last_checkpoint(config: TrainingConfig) -> Path:
+    """The latest checkpoint of ``config.backend`` under ``config.output_dir / 'checkpoints'``.
+
+    A backend without an entry in :data:`LAST_CHECKPOINT` gets the checkpoints folder itself.
+
+    Raises
+    ------
+    ptycho_core.errors.ConfigError
+        There is no such checkpoint (nothing to resume).
+    """
+    from ptycho_core.errors import ConfigError
+
+    folder = Path(config.output_dir) / "checkpoints"
+    name = LAST_CHECKPOINT.get(config.backend)
+    path = folder / name if name else folder
+    if not path.exists():
+        expected = f"{name} of backend {config.backend!r}" if name else f"a checkpoint of backend {config.backend!r}"
+        raise ConfigError(f"--resume: no checkpoint to resume from: {path} does not exist (expected {expected} "
+                          "written by an earlier `ptycho train` with the same --output-dir and --backend); "
+                          "pass --resume CKPT or train without --resume")
+    return path
+
 
 def _flag_type(field: attrs.Attribute) -> Any:
     default = field.default
@@ -93,7 +122,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ptycho_core import bundle, workflow
 
     cfg = _config_from_args(args, TrainingConfig)
-    result = workflow.train(cfg, resume_from=args.resume)
+    resume = last_checkpoint(cfg) if args.resume is RESUME_LAST else args.resume
+    result = workflow.train(cfg, resume_from=resume)
     path = bundle.save_bundle(result.model, Path(cfg.output_dir) / workflow.BUNDLE_NAME, training_config=cfg,
                               overwrite=True)
     print(f"trained {result.epochs} epochs with {cfg.backend}; final loss {result.history['loss'][-1]:.6g}")
@@ -118,12 +148,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Epochs of ``ptycho demo`` unless --nepochs or --config says otherwise (TrainingConfig's default is for real runs).
+DEMO_NEPOCHS = 20
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ptycho_core import workflow
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
     out = Path(args.output_dir)
+    if args.config is None and not hasattr(args, "nepochs"):
+        args.nepochs = DEMO_NEPOCHS  # keeps the demo under 5 minutes on 2 CPU cores
     cfg = _config_from_args(args, TrainingConfig)
     sim = SimulationConfig(seed=cfg.seed)
     print(f"simulating a dataset from the embedded defaults (N={sim.N}) ...")
@@ -138,24 +174,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ptycho_core import workflow
     from ptycho_core.errors import DataError
 
     truth = workflow.load_dataset(args.ground_truth, "ground_truth")
     if truth.object is None:
         raise DataError(f"{args.ground_truth}: no objectGuess (ground truth) in this file")
-    try:
-        with np.load(args.reconstruction, allow_pickle=False) as f:
-            obj = f["object"]
-    except (KeyError, ValueError, OSError) as exc:
-        raise DataError(f"{args.reconstruction}: expected a reconstruction.npz with key 'object' ({exc})") from None
+    # header-checked read: no pickles, no huge declared shapes, truncation is a DataError
+    obj = workflow._data_module("npz").load_arrays(
+        args.reconstruction, ["object"], what="a reconstruction.npz written by ptycho run/infer")["object"]
+    if obj.dtype.kind not in "fciu":
+        raise DataError(f"{args.reconstruction}: key 'object': expected a numeric image, got dtype {obj.dtype}")
     if obj.shape != truth.object.shape:
         raise DataError(f"{args.reconstruction}: object shape {obj.shape} differs from ground truth "
                         f"{truth.object.shape}")
-    metrics = workflow._data_module("metrics").evaluate_reconstruction(obj, truth.object, truth.positions,
-                                                                      register=args.register)
+    try:
+        metrics = workflow._data_module("metrics").evaluate_reconstruction(obj, truth.object, truth.positions,
+                                                                          register=args.register)
+    except DataError as exc:
+        raise DataError(f"{args.reconstruction} (ground truth {args.ground_truth}): {exc}") from exc
     text = json.dumps(metrics, indent=2, default=float)
     if args.output:
         Path(args.output).write_text(text)
@@ -177,7 +214,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the workflow subcommands to the ``ptycho`` parser."""
     p = sub.add_parser("train", help="train a model and save its bundle", description="Train a model.")
     _common(p, TrainingConfig)
-    p.add_argument("--resume", type=Path, metavar="CKPT", help="continue from a checkpoint of an earlier run")
+    p.add_argument(
+        "--resume", type=Path, nargs="?", const=RESUME_LAST, default=None, metavar="CKPT",
+        help="continue an interrupted run up to --nepochs epochs in total (not nepochs more): bare --resume takes "
+             "the last checkpoint of this backend under <output-dir>/checkpoints (pytorch: last.ckpt, tensorflow: "
+             "last.json); --resume CKPT takes that checkpoint file (or a tensorflow checkpoints folder)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("infer", help="reconstruct a dataset with a trained bundle",
@@ -191,7 +233,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("demo", help="simulate a dataset from the embedded defaults and run the main job on it",
-                       description="Simulate a dataset (ptycho-data defaults), then `ptycho run` on it.")
+                       description="Simulate a dataset (ptycho-data defaults), then `ptycho run` on it. "
+                       f"Trains {DEMO_NEPOCHS} epochs unless --nepochs or --config is given.")
     _common(p, TrainingConfig)
     p.set_defaults(func=_cmd_demo)
 

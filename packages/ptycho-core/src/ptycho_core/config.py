@@ -145,8 +145,11 @@ class TrainingConfig:
     test_data_file: Path | None = attrs.field(default=None, converter=_optional_path)
     """DATA-001 NPZ reconstructed after training (defaults to the training file)."""
     batch_size: int = attrs.field(default=16, validator=_int_at_least(1))
+    """Groups per optimisation step."""
     nepochs: int = attrs.field(default=40, validator=_int_at_least(1))
+    """Number of training epochs (in total, also when resuming)."""
     learning_rate: float = attrs.field(default=1e-3, converter=_to_float, validator=_number(0.0, strict=True))
+    """Adam learning rate (halved on a loss plateau, floor 1e-4)."""
     nll_weight: float = attrs.field(default=1.0, converter=_to_float, validator=_number(0.0, strict=False))
     """Weight of the Poisson negative log-likelihood."""
     mae_weight: float = attrs.field(default=0.0, converter=_to_float, validator=_number(0.0, strict=False))
@@ -162,17 +165,23 @@ class TrainingConfig:
     neighbor_count: int = attrs.field(default=4, validator=_int_at_least(1))
     """K of the K-nearest-neighbour grouping."""
     seed: int = attrs.field(default=42, validator=_int_at_least(0))
+    """Seed of grouping, shuffling and weight initialisation."""
     intensity_scale_trainable: bool = attrs.field(default=True, validator=_boolean)
+    """Train the physics intensity scale s (starts at sqrt(nphotons)/(N/2))."""
     probe_trainable: bool = attrs.field(default=False, validator=_boolean)
+    """Train the probe (starts from the data file's probeGuess)."""
     positions_provided: bool = attrs.field(default=True, validator=_boolean)
     """Scan positions are given in the data file (PtychoPINN's positions.provided)."""
     output_dir: Path = attrs.field(default=Path("ptycho_output"), converter=Path)
+    """Folder for the model bundle, checkpoints, logs, images and metrics."""
     backend: str = attrs.field(factory=default_backend, validator=_backend_id)
     """Backend id: 'pytorch' or 'tensorflow' (or an installed third-party id)."""
     accelerator: str = attrs.field(default="auto", validator=_one_of(("auto", "cpu", "gpu")))
+    """Where to train: 'auto' (a GPU when the backend sees one), 'cpu' or 'gpu'."""
     devices: int = attrs.field(default=1, validator=_int_at_least(1))
     """Number of devices (or CPU processes with strategy 'ddp')."""
     strategy: str = attrs.field(default="auto", validator=_one_of(("auto", "ddp", "mirrored")))
+    """Data parallelism: 'auto', 'ddp' (PyTorch Lightning) or 'mirrored' (TensorFlow)."""
     checkpoint_every: int = attrs.field(default=1, validator=_int_at_least(1))
     """Write a checkpoint every this many epochs."""
 
@@ -193,18 +202,29 @@ class InferenceConfig:
     model_path: Path | None = attrs.field(default=None, converter=_optional_path)
     """Model bundle directory or .zip written by training."""
     test_data_file: Path | None = attrs.field(default=None, converter=_optional_path)
+    """DATA-001 NPZ to reconstruct."""
     batch_size: int = attrs.field(default=64, validator=_int_at_least(1))
+    """Groups per prediction batch."""
     n_groups: int | None = attrs.field(default=None, validator=_optional_int_at_least(1))
+    """Number of groups to reconstruct (None = one per scan position)."""
     neighbor_count: int = attrs.field(default=4, validator=_int_at_least(1))
+    """K of the K-nearest-neighbour grouping."""
     seed: int = attrs.field(default=42, validator=_int_at_least(0))
+    """Seed of the grouping."""
     stitch_crop: int = attrs.field(default=20, validator=_int_at_least(1))
     """M: side of the central square of each patch used for stitching."""
     flip_x: bool = attrs.field(default=False, validator=_boolean)
+    """Reverse the columns of every patch before stitching."""
     flip_y: bool = attrs.field(default=False, validator=_boolean)
+    """Reverse the rows of every patch before stitching."""
     transpose: bool = attrs.field(default=False, validator=_boolean)
+    """Swap rows and columns of every patch before stitching."""
     output_dir: Path = attrs.field(default=Path("ptycho_output"), converter=Path)
+    """Folder for reconstruction.npz, images and metrics."""
     backend: str = attrs.field(factory=default_backend, validator=_backend_id)
+    """Backend id; must be the backend of the model bundle."""
     accelerator: str = attrs.field(default="auto", validator=_one_of(("auto", "cpu", "gpu")))
+    """Where to predict: 'auto', 'cpu' or 'gpu'."""
 
     def __attrs_post_init__(self) -> None:
         if self.stitch_crop > self.model.N:

@@ -8,6 +8,10 @@ naming the field.
 
 from __future__ import annotations
 
+import abc
+import copy
+import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -41,6 +45,142 @@ def _as(dtype: Any, *, name: str, ndim: int | None = None) -> Any:
 
 def _optional(conv: Any) -> Any:
     return lambda v: None if v is None else conv(v)
+
+
+class LazyArray(abc.ABC):
+    """A read-on-demand array indexed along its first axis (groups), e.g. ``GroupedData.X`` of a large dataset.
+
+    It has ``shape``, ``dtype`` and ``ndim`` like a NumPy array; ``lazy[key]`` with an integer,
+    a slice, an integer array or a boolean mask over the first axis reads those rows and returns
+    a NumPy array. :meth:`subset` selects rows without reading anything. ``max_fetch`` (None:
+    no limit) caps the rows one read may return, so that code that would materialise the whole
+    array fails loudly (a :class:`DataError`) instead of exhausting memory; ``np.asarray(lazy)``
+    reads everything and is subject to the same cap. Subclasses implement :meth:`fetch`.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the full array (rows first).
+    dtype : numpy dtype
+        dtype of what :meth:`fetch` returns.
+    name : str
+        Field name used in error messages.
+    max_fetch : int, optional
+        Largest number of rows a single read may return.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, *, name: str = "X", max_fetch: int | None = None):
+        self._base_shape = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(dtype)
+        self.name = name
+        self.max_fetch = max_fetch
+        self._rows: np.ndarray | None = None  # selection into the underlying rows (None: all, in order)
+
+    @abc.abstractmethod
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        """Read the underlying rows ``rows`` (int64, any order, repeats allowed): shape ``(len(rows), *shape[1:])``."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        n = self._base_shape[0] if self._rows is None else len(self._rows)
+        return (n, *self._base_shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self._base_shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} shape={self.shape} dtype={self.dtype} max_fetch={self.max_fetch}>"
+
+    def _positions(self, key: Any) -> tuple[np.ndarray, bool]:
+        """Row positions (int64) selected by ``key`` and whether ``key`` was a single integer."""
+        n = len(self)
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            k = int(key)
+            if not -n <= k < n:
+                raise DataError(f"{self.name}: index {k} is out of range for {n} rows")
+            return np.array([k % n], dtype=np.int64), True
+        if isinstance(key, slice):
+            return np.arange(n, dtype=np.int64)[key], False
+        if isinstance(key, tuple):
+            raise DataError(f"{self.name}: got the multi-axis key {key!r}; a lazy array is indexed along its "
+                            "first axis only (read the rows, then index the NumPy array)")
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise DataError(f"{self.name}: boolean mask of shape {idx.shape} does not fit {n} rows")
+            return np.flatnonzero(idx).astype(np.int64), False
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise DataError(f"{self.name}: expected an integer, a slice, or a 1-D integer/boolean array of rows, "
+                            f"got {idx.dtype} {idx.shape} (a lazy array is indexed along its first axis only)")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise DataError(f"{self.name}: row indices {idx.min()}..{idx.max()} are out of range for {n} rows")
+        return idx % n if n else idx, False
+
+    def _underlying(self, positions: np.ndarray) -> np.ndarray:
+        return positions if self._rows is None else self._rows[positions]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        positions, scalar = self._positions(key)
+        if self.max_fetch is not None and len(positions) > self.max_fetch:
+            raise DataError(
+                f"{self.name}: asked for {len(positions)} rows at once, but this lazy array reads at most "
+                f"{self.max_fetch} rows per read (max_fetch); read it in batches (iter_batches)"
+            )
+        rows = self._underlying(positions)
+        out = np.asarray(self.fetch(rows))
+        expected = (len(rows), *self._base_shape[1:])
+        if out.shape != expected or out.dtype != self.dtype:
+            raise DataError(f"{self.name}: the lazy source returned {out.dtype} {out.shape}, "
+                            f"expected {self.dtype} {expected}")
+        return out[0] if scalar else out
+
+    def subset(self, key: Any) -> LazyArray:
+        """The rows selected by ``key`` as a new lazy array (nothing is read)."""
+        positions, _ = self._positions(key)
+        view = copy.copy(self)
+        view._rows = self._underlying(positions)
+        return view
+
+    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """Consecutive batches of at most ``batch_size`` rows, in order."""
+        if int(batch_size) < 1:
+            raise DataError(f"batch_size: expected a positive integer, got {batch_size}")
+        for start in range(0, len(self), int(batch_size)):
+            yield self[start:start + int(batch_size)]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy is False:
+            raise ValueError(f"{self.name}: a lazy array cannot be viewed without a copy")
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def _array_or_lazy(dtype: Any, *, name: str, ndim: int) -> Any:
+    """attrs converter: a :class:`LazyArray` of the right dtype and ndim passes as is, anything else via ``_as``."""
+    conv = _as(dtype, name=name, ndim=ndim)
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, LazyArray):
+            if value.ndim != ndim or value.dtype != np.dtype(dtype):
+                raise DataError(f"{name}: expected a lazy array of {ndim} dimensions and dtype {np.dtype(dtype).name}, "
+                                f"got {value.dtype} with shape {value.shape}")
+            return value
+        return conv(value)
+
+    return convert
 
 
 def _check_finite(name: str, arr: np.ndarray) -> None:
@@ -146,15 +286,21 @@ class GroupedData:
     - ``indices``: (B, C) int64 pattern indices into the source dataset.
     - ``probe``: (N, N) complex64 probe (not yet normalised by probe_scale).
     - ``Y``: optional (B, N, N, C) complex64 ground-truth object patches.
+
+    For data larger than memory ``X`` (and ``Y``) may be a :class:`LazyArray` that reads the
+    groups batch by batch (``is_lazy``); everything else stays in memory. Backends then fetch
+    ``X[rows]`` per batch and never ``np.asarray(X)`` as a whole.
     """
 
-    X: np.ndarray = attrs.field(converter=_as(np.float32, name="X", ndim=4))
+    X: np.ndarray | LazyArray = attrs.field(converter=_array_or_lazy(np.float32, name="X", ndim=4))
     offsets: np.ndarray = attrs.field(converter=_as(np.float64, name="offsets", ndim=3))
     centroids: np.ndarray = attrs.field(converter=_as(np.float64, name="centroids", ndim=2))
     indices: np.ndarray = attrs.field(converter=_as(np.int64, name="indices", ndim=2))
     probe: np.ndarray = attrs.field(converter=_as(np.complex64, name="probe", ndim=2))
     norm_factor: float = attrs.field(default=1.0, converter=float)
-    Y: np.ndarray | None = attrs.field(default=None, converter=_optional(_as(np.complex64, name="Y", ndim=4)))
+    Y: np.ndarray | LazyArray | None = attrs.field(
+        default=None, converter=_optional(_array_or_lazy(np.complex64, name="Y", ndim=4))
+    )
     object_shape: tuple[int, int] | None = attrs.field(
         default=None, converter=lambda v: None if v is None else (int(v[0]), int(v[1]))
     )
@@ -163,7 +309,8 @@ class GroupedData:
         b, n1, n2, c = self.X.shape
         if n1 != n2:
             raise DataError(f"X: patterns must be square, got {n1} x {n2}")
-        _check_finite("X", self.X)
+        if not isinstance(self.X, LazyArray):  # a lazy source checks every batch it reads
+            _check_finite("X", self.X)
         if self.offsets.shape != (b, c, 2):
             raise DataError(f"offsets: expected shape {(b, c, 2)}, got {self.offsets.shape}")
         if self.centroids.shape != (b, 2):
@@ -176,6 +323,11 @@ class GroupedData:
             raise DataError(f"Y: expected shape {self.X.shape} like X, got {self.Y.shape}")
         if not (np.isfinite(self.norm_factor) and self.norm_factor > 0):
             raise DataError(f"norm_factor: expected a finite positive number, got {self.norm_factor}")
+
+    @property
+    def is_lazy(self) -> bool:
+        """True when ``X`` is a :class:`LazyArray` (read batch by batch)."""
+        return isinstance(self.X, LazyArray)
 
     @property
     def n_groups(self) -> int:
@@ -195,14 +347,20 @@ class GroupedData:
         return self.centroids[:, None, :] + self.offsets
 
     def batch(self, sl: slice | np.ndarray) -> GroupedData:
-        """The groups selected by ``sl`` (a slice or index array)."""
+        """The groups selected by ``sl`` (a slice or index array); lazy arrays stay lazy (nothing is read)."""
+
+        def pick(arr: Any) -> Any:
+            if arr is None:
+                return None
+            return arr.subset(sl) if isinstance(arr, LazyArray) else arr[sl]
+
         return attrs.evolve(
             self,
-            X=self.X[sl],
+            X=pick(self.X),
             offsets=self.offsets[sl],
             centroids=self.centroids[sl],
             indices=self.indices[sl],
-            Y=None if self.Y is None else self.Y[sl],
+            Y=pick(self.Y),
         )
 
 

@@ -91,17 +91,29 @@ class Registry:
     """
 
     def __init__(self, *, autoload: bool | None = None) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        self.pm.add_hookspecs(hookspecs)
         self.autoload = (not _autoload_disabled()) if autoload is None else autoload
         self._backends: dict[str, Any] = {}
         self._infos: dict[str, Any] = {}
-        from ptycho_core.reference import ReferencePlugin
+        self._pm: pluggy.PluginManager | None = None
 
-        self.pm.register(ReferencePlugin(), name="ptycho-reference")
-        if os.environ.get("PTYCHO_TRACE_HOOKS", "").strip():
-            self.pm.trace.root.setwriter(lambda msg: _hook_log.debug(msg.rstrip()))
-            self.pm.enable_tracing()
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The plugin manager, created on first use with the NumPy reference plugin registered.
+
+        Created lazily so that listing backends (``ptycho backends``) imports neither NumPy
+        nor the reference implementation.
+        """
+        if self._pm is None:
+            pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+            pm.add_hookspecs(hookspecs)
+            from ptycho_core.reference import ReferencePlugin
+
+            pm.register(ReferencePlugin(), name="ptycho-reference")
+            if os.environ.get("PTYCHO_TRACE_HOOKS", "").strip():
+                pm.trace.root.setwriter(lambda msg: _hook_log.debug(msg.rstrip()))
+                pm.enable_tracing()
+            self._pm = pm
+        return self._pm
 
     # -- discovery ---------------------------------------------------------
     def entries(self) -> list[BackendEntry]:

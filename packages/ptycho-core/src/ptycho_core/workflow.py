@@ -9,6 +9,12 @@
 The backend is chosen only by ``config.backend`` (whose default is ``$PTYCHO_BACKEND`` or
 ``'pytorch'``); nothing ever falls back to another backend. Reading data and grouping use
 ptycho-data, which every backend package depends on.
+
+Data larger than memory: a lazy dataset directory (``ptycho_data.lazy``) or an HDF5 dataset
+file is opened lazily, grouping then gives a ``GroupedData`` whose ``X`` is read batch by
+batch by the backends, and :func:`infer` predicts and stitches chunk by chunk
+(:func:`predict_and_stitch`), so neither the patterns nor the predicted patches are ever
+held all at once. NPZ files are always loaded whole.
 """
 
 from __future__ import annotations
@@ -29,11 +35,16 @@ from ptycho_core.contracts import Reconstruction, TrainResult
 from ptycho_core.errors import ConfigError, DataError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from ptycho_core.contracts import Dataset, InferenceResult, ModelHandle
+    from ptycho_core.contracts import Dataset, GroupedData, InferenceResult, ModelHandle
 
 log = logging.getLogger("ptycho_core.workflow")
 
 BUNDLE_NAME = "model"
+
+STREAM_CHUNK_BYTES = 1 << 27
+"""Predicted patches (complex64) held at once while :func:`predict_and_stitch` streams a lazy dataset."""
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
 def _data_module(name: str) -> Any:
@@ -48,12 +59,30 @@ def _data_module(name: str) -> Any:
 
 
 def load_dataset(path: Path | str | None, what: str) -> Dataset:
-    """Load a DATA-001 NPZ with ptycho-data, with a clear error when no file was given."""
+    """Load a DATA-001 dataset with ptycho-data, with a clear error when no file was given.
+
+    An NPZ file is loaded into memory. A lazy dataset directory (``meta.json`` plus ``.npy``
+    files) or an HDF5 dataset file (``.h5``/``.hdf5``/``.hdf``) opens as a
+    ``ptycho_data.lazy.LazyDataset`` whose patterns stay on disk.
+    """
     if path is None:
         raise ConfigError(f"{what}: no data file given (set it in the config or pass --{what.replace('_', '-')})")
-    if not Path(path).is_file():
+    path = Path(path)
+    if path.is_dir():
+        return _data_module("lazy").open_lazy_dataset(path)
+    if not path.is_file():
         raise DataError(f"{path}: no such data file ({what})")
+    if path.suffix.lower() in HDF5_SUFFIXES:
+        return _data_module("lazy").open_lazy_hdf5(path)
     return _data_module("npz").load_dataset(path)
+
+
+def _close(*datasets: Any) -> None:
+    """Release the files of lazy datasets this module opened (HDF5); in-memory datasets have nothing to close."""
+    for ds in datasets:
+        close = getattr(ds, "close", None)
+        if callable(close):
+            close()
 
 
 def train(config: TrainingConfig, *, dataset: Dataset | None = None, resume_from: Path | None = None) -> TrainResult:
@@ -104,23 +133,114 @@ def load_model(config: InferenceConfig) -> ModelHandle:
     return bundle.load_bundle(config.model_path, backend=config.backend)
 
 
+def predict_and_stitch(model: ModelHandle, grouped: GroupedData, config: InferenceConfig,
+                       object_shape: tuple[int, int] | None = None, *,
+                       canvas: tuple[tuple[int, int], tuple[int, int]] | None = None) -> Reconstruction:
+    """Predict and stitch chunk by chunk, holding one chunk of predicted patches at a time.
+
+    The groups are taken in chunks of :data:`STREAM_CHUNK_BYTES` worth of patches (a lazy
+    ``X`` stays lazy: the backend reads it batch by batch). Each chunk is stitched by the
+    backend's native reassembly onto the bounding box of its crops; since that result is
+    ``sum / (coverage + eps)``, multiplying it by the chunk's coverage (the splat of ones,
+    :func:`ptycho_core.reference.reassemble` with ``return_coverage``) recovers the chunk's
+    sum, which is added into one float64 canvas together with the coverage. The result equals
+    :func:`stitch` of all patches at once up to float rounding.
+
+    Parameters
+    ----------
+    model : ModelHandle
+        A trained model.
+    grouped : GroupedData
+        Groups to reconstruct (in memory or lazy).
+    config : InferenceConfig
+        Batch size, crop and flips.
+    object_shape : (int, int), optional
+        Canvas = the object (origin (0, 0)), as in :func:`stitch`.
+    canvas : ((H, W), (x0, y0)), optional
+        Explicit canvas shape and origin (default: :func:`ptycho_core.reference.canvas_geometry`).
+
+    Returns
+    -------
+    Reconstruction
+        With ``metadata['timings']`` (``infer_s``, ``stitch_s``) and ``n_patches``.
+    """
+    backend = backends.get(model.backend)
+    crop = config.stitch_crop
+    positions = grouped.positions.reshape(-1, 2)
+    shape, origin = canvas if canvas is not None else reference.canvas_geometry(positions, crop, object_shape)
+    H, W = shape
+    total = np.zeros((H, W), dtype=np.complex128)
+    coverage = np.zeros((H, W), dtype=np.float64)
+    per_chunk = max(1, STREAM_CHUNK_BYTES // (grouped.N * grouped.N * grouped.channels * 8))
+    infer_s = stitch_s = 0.0
+    for first in range(0, grouped.n_groups, per_chunk):
+        t0 = time.perf_counter()
+        result = backend.infer(model, grouped.batch(slice(first, first + per_chunk)), config)
+        t1 = time.perf_counter()
+        patches = reference.apply_flips(result.patches, config.flip_x, config.flip_y, config.transpose)
+        part_pos = result.positions
+        del result
+        sub_shape, sub_origin = reference.canvas_geometry(part_pos, crop)  # bounding box of this chunk
+        part = backend.reassemble(patches, part_pos, crop, sub_shape, sub_origin)
+        del patches
+        ones = np.ones((part_pos.shape[0], crop, crop), dtype=np.float32)
+        _, part_cov = reference.reassemble(ones, part_pos, crop, sub_shape, sub_origin, return_coverage=True)
+        _add_at(total, coverage, part, part_cov, sub_origin, origin)
+        stitch_s += time.perf_counter() - t1
+        infer_s += t1 - t0
+    obj = (total / (coverage + reference.COVERAGE_EPS)).astype(np.complex64)
+    return Reconstruction(object=obj, origin=origin, metadata={
+        "backend": model.backend, "timings": {"infer_s": infer_s, "stitch_s": stitch_s},
+        "n_patches": int(positions.shape[0]), "streamed": True})
+
+
+def _add_at(total: np.ndarray, coverage: np.ndarray, part: np.ndarray, part_cov: np.ndarray,
+            part_origin: tuple[int, int], origin: tuple[int, int]) -> None:
+    """Add a chunk's sums ``part * (part_cov + eps)`` and coverage into the canvas where they overlap it."""
+    r0, c0 = part_origin[1] - origin[1], part_origin[0] - origin[0]
+    h, w = part.shape
+    H, W = total.shape
+    rs, re_ = max(r0, 0), min(r0 + h, H)
+    cs, ce = max(c0, 0), min(c0 + w, W)
+    if rs >= re_ or cs >= ce:
+        return
+    src = (slice(rs - r0, re_ - r0), slice(cs - c0, ce - c0))
+    cov = part_cov[src].astype(np.float64)
+    total[rs:re_, cs:ce] += part[src].astype(np.complex128) * (cov + reference.COVERAGE_EPS)
+    coverage[rs:re_, cs:ce] += cov
+
+
 def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset: Dataset | None = None,
           write: bool = True) -> Reconstruction:
-    """Reconstruct ``config.test_data_file`` with a trained bundle; write outputs unless ``write=False``."""
+    """Reconstruct ``config.test_data_file`` with a trained bundle; write outputs unless ``write=False``.
+
+    A lazy dataset (see :func:`load_dataset`) is predicted and stitched chunk by chunk
+    (:func:`predict_and_stitch`); in-memory data as one :func:`predict` + :func:`stitch`.
+    """
+    opened = dataset is None
     dataset = dataset if dataset is not None else load_dataset(config.test_data_file, "test_data_file")
-    model = model if model is not None else load_model(config)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    result = predict(model, dataset, config)
-    timings["infer_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    shape = None if dataset.object is None else dataset.object.shape
-    rec = stitch(result, config, model.backend, shape)
-    timings["stitch_s"] = time.perf_counter() - start
-    rec.metadata.update(timings=timings, n_patches=int(result.patches.shape[0]))
-    if write:
-        write_outputs(rec, dataset, config.output_dir)
-    return rec
+    try:
+        model = model if model is not None else load_model(config)
+        shape = None if dataset.object is None else dataset.object.shape
+        grouped = _data_module("grouping").group_for_inference(dataset, config)
+        if grouped.is_lazy:
+            log.info("streaming inference over %d lazily read groups", grouped.n_groups)
+            rec = predict_and_stitch(model, grouped, config, shape)
+        else:
+            timings: dict[str, float] = {}
+            start = time.perf_counter()
+            result = backends.get(model.backend).infer(model, grouped, config)
+            timings["infer_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            rec = stitch(result, config, model.backend, shape)
+            timings["stitch_s"] = time.perf_counter() - start
+            rec.metadata.update(timings=timings, n_patches=int(result.patches.shape[0]))
+        if write:
+            write_outputs(rec, dataset, config.output_dir)
+        return rec
+    finally:
+        if opened:
+            _close(dataset)
 
 
 def run(config: TrainingConfig, inference_config: InferenceConfig | None = None) -> Reconstruction:
@@ -142,6 +262,7 @@ def run(config: TrainingConfig, inference_config: InferenceConfig | None = None)
     rec.metadata["epochs"] = result.epochs
     rec.metadata["paths"] = {"bundle": str(bundle_path)}
     write_outputs(rec, test_ds, out)
+    _close(train_ds, test_ds)
     return rec
 
 

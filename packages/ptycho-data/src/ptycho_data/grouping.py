@@ -19,6 +19,12 @@ Relative offsets are ``position - group centroid`` as (x, y), so they sum to zer
 The same seed always gives the same groups. Amplitudes are multiplied by the dataset
 normalisation factor of :func:`ptycho_core.reference.normalisation_factor` (computed over
 the whole dataset, not per group), stored in ``GroupedData.norm_factor``.
+
+Data larger than memory: grouping needs the coordinates only. A
+:class:`~ptycho_data.lazy.LazyDataset` (or an in-memory dataset whose grouped ``X`` would
+exceed :data:`LAZY_THRESHOLD_BYTES`) gives ``GroupedData`` whose ``X`` (and ``Y``) are
+:class:`~ptycho_core.contracts.LazyArray` sources that gather and normalise the patterns of the
+requested groups on each read; the normalisation factor then comes from one streamed pass.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ptycho_core import reference
-from ptycho_core.contracts import Dataset, GroupedData
+from ptycho_core.contracts import Dataset, GroupedData, LazyArray
 from ptycho_core.errors import ConfigError, DataError
+from ptycho_data.lazy import LazyDataset
 
 if TYPE_CHECKING:
     from ptycho_core.config import InferenceConfig, TrainingConfig
@@ -40,6 +47,79 @@ if TYPE_CHECKING:
 ENUMERATE_LIMIT = 2_000_000
 """Above this many candidate combinations, oversampling draws combinations at random instead
 of listing them all (duplicates are still rejected)."""
+
+LAZY_THRESHOLD_BYTES = 1 << 30
+"""An in-memory dataset whose grouped ``X`` would exceed this many bytes is grouped lazily."""
+
+MAX_FETCH_BYTES = 1 << 28
+"""Default cap on one read of a lazy ``X``/``Y`` (``LazyArray.max_fetch`` = this / bytes per group)."""
+
+
+class LazyGroupedPatterns(LazyArray):
+    """``X`` of lazily grouped data: (B, N, N, C) float32, patterns read per request and multiplied by ``k``.
+
+    Row ``b`` holds the patterns ``indices[b]`` of ``source`` (a :class:`LazyDataset`) times
+    ``norm_factor``, computed like the in-memory path (float64 product cast to float32), so the
+    values equal those of :func:`group_dataset` on the loaded dataset.
+    """
+
+    def __init__(self, source: LazyDataset, indices: np.ndarray, norm_factor: float, normalise: bool, *,
+                 max_fetch: int | None = None):
+        B, C = indices.shape
+        super().__init__((B, source.N, source.N, C), np.float32, name="X", max_fetch=max_fetch)
+        self.source, self.indices = source, indices
+        self.norm_factor, self.normalise = float(norm_factor), bool(normalise)
+
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        idx = self.indices[rows]  # (k, C)
+        patterns = self.source.read(idx.reshape(-1)).reshape(*idx.shape, self.source.N, self.source.N)
+        X = np.moveaxis(patterns, 1, -1)  # (k, C, N, N) -> (k, N, N, C)
+        if self.normalise:
+            X = (X.astype(np.float64) * self.norm_factor).astype(np.float32)
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+
+class LazyGroundTruth(LazyArray):
+    """``Y`` of lazily grouped data: (B, N, N, C) complex64 object patches cut on request."""
+
+    def __init__(self, obj: np.ndarray, positions: np.ndarray, indices: np.ndarray, N: int, *,
+                 max_fetch: int | None = None):
+        B, C = indices.shape
+        super().__init__((B, N, N, C), np.complex64, name="Y", max_fetch=max_fetch)
+        self.object, self.positions, self.indices, self.N = obj, positions, indices, int(N)
+
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        idx = self.indices[rows]
+        used, where = np.unique(idx, return_inverse=True)
+        patches = np.asarray(reference.extract_patches(self.object, self.positions[used], self.N))
+        return np.ascontiguousarray(np.moveaxis(patches[where.reshape(idx.shape)], 1, -1), dtype=np.complex64)
+
+
+def _default_max_fetch(N: int, C: int, itemsize: int) -> int:
+    return max(1, MAX_FETCH_BYTES // (N * N * C * itemsize))
+
+
+def _lazy_source(dataset: Dataset | LazyDataset) -> LazyDataset:
+    """``dataset`` itself when lazy, else a :class:`LazyDataset` over its in-memory arrays."""
+    if isinstance(dataset, LazyDataset):
+        return dataset
+    small = {"xcoords": dataset.xcoords, "ycoords": dataset.ycoords, "scan_index": dataset.scan_index,
+             "xcoords_start": dataset.xcoords_start, "ycoords_start": dataset.ycoords_start,
+             "probeGuess": dataset.probe, "objectGuess": dataset.object}
+    return LazyDataset(dataset.diffraction, small, "in-memory dataset")
+
+
+def _group_lazily(source: LazyDataset, indices: np.ndarray, centroids: np.ndarray, offsets: np.ndarray,
+                  k: float, normalise: bool, max_fetch: int | None) -> GroupedData:
+    N, C = source.N, indices.shape[1]
+    X = LazyGroupedPatterns(source, indices, k, normalise,
+                            max_fetch=max_fetch if max_fetch is not None else _default_max_fetch(N, C, 4))
+    Y = None
+    if source.object is not None:
+        Y = LazyGroundTruth(source.object, source.positions, indices, N,
+                            max_fetch=max_fetch if max_fetch is not None else _default_max_fetch(N, C, 8))
+    return GroupedData(X=X, offsets=offsets, centroids=centroids, indices=indices, probe=source.probe,
+                       norm_factor=k, Y=Y, object_shape=None if source.object is None else source.object.shape)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
@@ -181,7 +261,7 @@ def group_coordinates(
 
 
 def group_dataset(
-    dataset: Dataset,
+    dataset: Dataset | LazyDataset,
     *,
     gridsize: int = 1,
     n_groups: int | None = None,
@@ -189,12 +269,14 @@ def group_dataset(
     seed: int = 42,
     oversample: bool = False,
     normalise: bool = True,
+    lazy: bool | None = None,
+    max_fetch: int | None = None,
 ) -> GroupedData:
     """Group a dataset into :class:`~ptycho_core.contracts.GroupedData`.
 
     Parameters
     ----------
-    dataset : Dataset
+    dataset : Dataset or LazyDataset
         A DATA-001 dataset; with an ``object`` the ground-truth patches ``Y`` are extracted
         (:func:`ptycho_core.reference.extract_patches` at each pattern's position).
     gridsize, n_groups, neighbor_count, seed, oversample
@@ -202,6 +284,13 @@ def group_dataset(
     normalise : bool
         Multiply the amplitudes by the dataset normalisation factor (so the mean over patterns
         of sum(X^2) is (N/2)^2); with False the factor is 1.
+    lazy : bool, optional
+        Give ``X``/``Y`` as :class:`~ptycho_core.contracts.LazyArray` sources read per batch.
+        Default: lazy for a :class:`LazyDataset`, or when the in-memory ``X`` would exceed
+        :data:`LAZY_THRESHOLD_BYTES`. ``False`` with a lazy dataset reads all patterns.
+    max_fetch : int, optional
+        Largest number of groups one read of a lazy ``X``/``Y`` may return (default: what
+        fits in :data:`MAX_FETCH_BYTES`).
 
     Returns
     -------
@@ -209,12 +298,26 @@ def group_dataset(
         ``X`` (B, N, N, C), offsets, centroids, indices, probe, ``norm_factor``, ``Y`` and
         ``object_shape`` (None without an object).
     """
-    if not isinstance(dataset, Dataset):
-        raise DataError(f"dataset: expected a ptycho_core.contracts.Dataset, got {type(dataset).__name__}")
+    if not isinstance(dataset, (Dataset, LazyDataset)):
+        raise DataError(f"dataset: expected a ptycho_core.contracts.Dataset or ptycho_data.lazy.LazyDataset, "
+                        f"got {type(dataset).__name__}")
     indices, centroids, offsets = group_coordinates(
         dataset.xcoords, dataset.ycoords, gridsize=gridsize, n_groups=n_groups,
         neighbor_count=neighbor_count, seed=seed, oversample=oversample,
     )
+    if lazy is None:
+        lazy = isinstance(dataset, LazyDataset) or indices.size * dataset.N**2 * 4 > LAZY_THRESHOLD_BYTES
+    if lazy:
+        source = _lazy_source(dataset)
+        if not normalise:
+            k = 1.0
+        elif isinstance(dataset, LazyDataset):
+            k = source.normalisation_factor()
+        else:
+            k = float(reference.normalisation_factor(dataset.diffraction))
+        return _group_lazily(source, indices, centroids, offsets, k, normalise, max_fetch)
+    if isinstance(dataset, LazyDataset):
+        dataset = dataset.to_dataset()
     k = float(reference.normalisation_factor(dataset.diffraction)) if normalise else 1.0
     X = np.moveaxis(dataset.diffraction[indices], 1, -1)  # (B, C, N, N) -> (B, N, N, C)
     X = (X.astype(np.float64) * k).astype(np.float32) if normalise else X
@@ -229,13 +332,15 @@ def group_dataset(
                        norm_factor=k, Y=Y, object_shape=shape)
 
 
-def group_for_training(dataset: Dataset, config: TrainingConfig, *, oversample: bool = False) -> GroupedData:
+def group_for_training(dataset: Dataset | LazyDataset, config: TrainingConfig, *, oversample: bool = False,
+                       lazy: bool | None = None) -> GroupedData:
     """Group ``dataset`` with the gridsize, n_groups, neighbor_count and seed of a training config."""
     return group_dataset(dataset, gridsize=config.model.gridsize, n_groups=config.n_groups,
-                         neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample)
+                         neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample, lazy=lazy)
 
 
-def group_for_inference(dataset: Dataset, config: InferenceConfig, *, oversample: bool = False) -> GroupedData:
+def group_for_inference(dataset: Dataset | LazyDataset, config: InferenceConfig, *, oversample: bool = False,
+                        lazy: bool | None = None) -> GroupedData:
     """Group ``dataset`` with the gridsize, n_groups, neighbor_count and seed of an inference config."""
     return group_dataset(dataset, gridsize=config.model.gridsize, n_groups=config.n_groups,
-                         neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample)
+                         neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample, lazy=lazy)

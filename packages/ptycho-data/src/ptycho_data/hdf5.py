@@ -29,6 +29,7 @@ import numpy as np
 from ptycho_core.contracts import Dataset, Reconstruction
 from ptycho_core.errors import DataError
 from ptycho_data.hdf5_patterns import h5_dataset, h5_read, load_patterns, open_h5, write_patterns
+from ptycho_data.npz import check_positions_in_object
 from ptycho_data.npzformat import atomic_path
 
 logger = logging.getLogger("ptycho_data.hdf5")
@@ -110,6 +111,9 @@ def read_product(
     height, width = obj.shape
     xcoords = metres_to_pixels(x_m, geometry["center_x_m"], geometry["pixel_width_m"], width)
     ycoords = metres_to_pixels(y_m, geometry["center_y_m"], geometry["pixel_height_m"], height)
+    check_positions_in_object(xcoords, ycoords, obj.shape, probe.shape[-1],
+                              (f"{product_path}:/probe_position_x_m", f"{product_path}:/probe_position_y_m"),
+                              "/object (check the units, metres, and the pixel size)")
     meta.update(geometry, probe_position_indexes=indexes.astype(np.int64))
     try:
         return Dataset(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -87,6 +88,9 @@ class LazyDataset:
 
         Raises :class:`DataError` if an index is out of range or a pattern holds NaN/inf or
         negative values (checked on every read, since the file is never scanned as a whole).
+        A memory-mapped ``.npy`` is read with positional file reads (``os.preadv``), not through
+        the map: pages touched through a map stay in the process's resident set, so a streamed
+        pass over a file larger than memory would show up as a resident set the size of the file.
         """
         idx = np.asarray(indices)
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
@@ -97,7 +101,9 @@ class LazyDataset:
         if idx.size == 0:
             return np.zeros((0, self.N, self.N), dtype=np.float32)
         try:
-            if np.all(np.diff(idx) == 1):
+            if _preadable(self.diffraction):
+                block = _pread_rows(self.diffraction, idx)
+            elif np.all(np.diff(idx) == 1):
                 block = self.diffraction[int(idx[0]) : int(idx[-1]) + 1]
             elif isinstance(self.diffraction, h5py.Dataset):
                 unique, inverse = np.unique(idx, return_inverse=True)
@@ -206,6 +212,34 @@ def open_lazy_hdf5(path: str | os.PathLike, *, diffraction_key: str = "diffracti
     except BaseException:
         f.close()
         raise
+
+
+def _preadable(arr: Any) -> bool:
+    """A whole (not a view), C-ordered memory map of a file whose rows can be read with positional reads."""
+    return (isinstance(arr, np.memmap) and isinstance(arr.base, mmap.mmap)
+            and isinstance(getattr(arr, "filename", None), (str, os.PathLike)) and arr.flags.c_contiguous
+            and arr.ndim == 3)
+
+
+def _pread_rows(mm: np.memmap, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of the memory map ``mm`` read from its file into a new array (runs of rows in one read each)."""
+    row_bytes = int(mm.dtype.itemsize * mm.shape[1] * mm.shape[2])
+    unique, inverse = np.unique(idx, return_inverse=True)
+    out = np.empty((len(unique), *mm.shape[1:]), dtype=mm.dtype)
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(unique)]])
+    with open(mm.filename, "rb", buffering=0) as fh:
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            offset = int(mm.offset) + int(unique[a]) * row_bytes
+            want = (b - a) * row_bytes
+            got = os.preadv(fh.fileno(), [view[a * row_bytes : b * row_bytes]], offset)
+            if got != want:
+                raise OSError(f"short read: {got} of {want} bytes at offset {offset} (file truncated?)")
+    if len(unique) == len(idx) and np.array_equal(unique, idx):
+        return out
+    return out[inverse]
 
 
 def _check_small(small: Mapping[str, Any], n: int, big_n: int, source: str) -> dict[str, np.ndarray | None]:

@@ -134,7 +134,7 @@ def load_dataset(
     for key, arr in arrays.items():
         arrays[key] = _convert_dtype(arr, key, path)
     try:
-        return Dataset(
+        dataset = Dataset(
             diffraction=diffraction,
             xcoords=arrays["xcoords"],
             ycoords=arrays["ycoords"],
@@ -147,6 +147,57 @@ def load_dataset(
         )
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
+    if dataset.object is not None:
+        check_positions_in_object(dataset.xcoords, dataset.ycoords, dataset.object.shape, dataset.N,
+                                  (f"{path}: key 'xcoords'", f"{path}: key 'ycoords'"), "objectGuess")
+    return dataset
+
+
+def check_positions_in_object(xcoords: np.ndarray, ycoords: np.ndarray, object_shape: tuple[int, int], N: int,
+                              where: tuple[str, str], object_name: str) -> None:
+    """Refuse scan positions whose N x N patch would not touch the object at all.
+
+    Positions are object pixels (pixel centres at integer coordinates); a centre more than
+    ``N/2`` pixels beyond the object's edge means the coordinates are in other units or
+    relative to another origin. ``where`` labels the x and y arrays in the message.
+
+    Raises
+    ------
+    ptycho_core.errors.DataError
+        Naming the array, the first offending value and the object's extent.
+    """
+    height, width = object_shape
+    for label, values, size in ((where[0], xcoords, width), (where[1], ycoords, height)):
+        values = np.asarray(values, dtype=np.float64)
+        bad = (values < -N / 2) | (values > size - 1 + N / 2)
+        if np.any(bad):
+            raise DataError(
+                f"{label}: {int(np.count_nonzero(bad))} of {values.size} scan positions lie outside {object_name} "
+                f"(0..{size - 1} pixels, +-N/2={N // 2}), e.g. {float(values[bad][0]):.6g}; positions must be "
+                "object pixel coordinates"
+            )
+
+
+def load_arrays(path: str | os.PathLike, keys: list[str], *, what: str = "an NPZ file",
+                max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES) -> dict[str, np.ndarray]:
+    """Read the arrays ``keys`` of any NPZ file with the checks of :func:`load_dataset`.
+
+    Headers are checked before any data is read (no pickles, no declared shape above
+    ``max_array_bytes``, no member shorter than its header says).
+
+    Raises
+    ------
+    ptycho_core.errors.DataError
+        Naming the file and key; ``what`` says what the file should have been.
+    """
+    path = Path(path)
+    with _open_zip(path) as zf:
+        members = npz_keys(zf)
+        missing = [key for key in keys if key not in members]
+        if missing:
+            raise DataError(f"{path}: missing key {missing[0]!r} (expected {what}; keys present: {sorted(members)})")
+        headers = [read_header(zf, members[key], path, max_array_bytes) for key in keys]
+        return {header.key: _read_member(zf, header, path) for header in headers}
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -20,9 +21,9 @@ from ptycho_core.errors import DataError
 
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 # What reading a damaged, encrypted or exotic zip member can raise (RuntimeError: encrypted,
-# NotImplementedError: unknown compression method, SyntaxError: mangled .npy header).
-ZIP_ERRORS = (ValueError, OSError, EOFError, SyntaxError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
-              zlib.error)
+# NotImplementedError: unknown compression method, SyntaxError/TokenError: mangled .npy header).
+ZIP_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, RuntimeError, NotImplementedError,
+              zipfile.BadZipFile, zlib.error)
 
 
 @contextlib.contextmanager

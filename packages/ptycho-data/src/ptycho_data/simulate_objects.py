@@ -8,7 +8,6 @@ amplitude mapped linearly onto ``amplitude_range`` and the phase onto ``phase_ra
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from ptycho_core.errors import ConfigError
 
@@ -69,6 +68,8 @@ def load_image(name: str, shape: tuple[int, int]) -> np.ndarray:
 
 def gaussian_random_field(shape: tuple[int, int], feature_size: float, rng: np.random.Generator) -> np.ndarray:
     """White noise smoothed by a Gaussian of std ``feature_size`` pixels, mapped onto [0, 1]."""
+    from scipy import ndimage  # lazy: keeps `ptycho --help` free of scipy
+
     noise = rng.standard_normal(shape)
     return _unit(ndimage.gaussian_filter(noise, sigma=feature_size, mode="wrap"))
 
@@ -80,6 +81,7 @@ def random_lines(shape: tuple[int, int], feature_size: float, rng: np.random.Gen
     ``n_lines`` defaults to one line per 400 pixels of area (at least 10). Segment lengths
     are uniform between 1/16 and 1/2 of the shorter object side, orientations uniform.
     """
+    from scipy import ndimage
     from skimage.draw import line_aa
 
     h, w = shape
@@ -151,6 +153,8 @@ def disk_probe(N: int, pupil_radius: float, defocus: float, edge_sigma: float = 
     rho = _radius(N) / pupil_radius
     aperture = (rho <= 1.0).astype(np.float64)
     if edge_sigma > 0:
+        from scipy import ndimage
+
         aperture = ndimage.gaussian_filter(aperture, edge_sigma)
     pupil = aperture * np.exp(1j * defocus * rho**2)
     probe = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(pupil)))

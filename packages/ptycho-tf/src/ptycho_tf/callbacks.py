@@ -7,10 +7,17 @@ file and moved into place with ``os.replace``:
   weights and the Adam state (arrays only, no pickles);
 - ``last.json``: written second; the completed epoch, learning rate, plateau state, history and
   the sha256 of the weights file, so a torn pair of files is detected on resume.
+
+``last.json`` is the commit point. Before a new ``last.weights.h5`` takes the name, the one
+``last.json`` refers to is renamed ``previous.weights.h5`` and is only deleted once the new
+``last.json`` is in place, so a process killed at any moment (SIGKILL included) leaves a
+``last.json`` whose weights file exists with the recorded sha256; :func:`read_checkpoint`
+picks whichever of the two files matches. Weights that are no longer finite are never saved.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -21,11 +28,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ptycho_core.errors import ConfigError
 from ptycho_tf._env import keras
 
 STATE_FILE = "last.json"
 WEIGHTS_FILE = "last.weights.h5"
+PREVIOUS_FILE = "previous.weights.h5"
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -141,13 +151,34 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if self.guard.diverged is not None or not math.isfinite(float((logs or {}).get("loss", 0.0))):
             return
         if done % self.every == 0 or done == self.total_epochs:
+            if not all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in self.model.weights):
+                lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+                self.guard.diverged = {"epoch": done, "batch": "last", "lr": lr,
+                                       "loss": "finite but the weights became NaN/inf"}
+                self.model.stop_training = True
+                return
             self.save(done)
 
     def save(self, epoch: int) -> None:
-        """Write the two files of a checkpoint after ``epoch`` completed epochs."""
+        """Write the two files of a checkpoint after ``epoch`` completed epochs (see the module docstring)."""
         model = self.model
         weights_path = self.directory / WEIGHTS_FILE
-        atomic_write(weights_path, lambda tmp: model.save_weights(tmp))
+        previous = self.directory / PREVIOUS_FILE
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".last.", suffix=".tmp.weights.h5", dir=self.directory)
+        os.close(fd)
+        try:
+            model.save_weights(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            digest = sha256_file(Path(tmp))
+            committed = _committed_weights(self.directory)
+            if committed is not None and committed.name == WEIGHTS_FILE:
+                os.replace(weights_path, previous)  # keep the weights last.json refers to until it is replaced
+            os.replace(tmp, weights_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         state = {
             "epoch": int(epoch),
             "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
@@ -155,10 +186,24 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             "history": self.history.history,
             "seed": self.seed,
             "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
-            "files": {WEIGHTS_FILE: sha256_file(weights_path)},
+            "files": {WEIGHTS_FILE: digest},
         }
         atomic_write(self.directory / STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)))
+        previous.unlink(missing_ok=True)
         self.last_saved_epoch = int(epoch)
+
+
+def _committed_weights(directory: Path) -> Path | None:
+    """The weights file (``last`` or ``previous``) matching the sha256 in ``directory/last.json``, if any."""
+    try:
+        expected = json.loads((directory / STATE_FILE).read_text())["files"][WEIGHTS_FILE]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for name in (WEIGHTS_FILE, PREVIOUS_FILE):
+        path = directory / name
+        if path.is_file() and sha256_file(path) == expected:
+            return path
+    return None
 
 
 def resolve_checkpoint(resume_from: str | os.PathLike) -> Path:
@@ -184,8 +229,46 @@ def read_checkpoint(resume_from: str | os.PathLike) -> tuple[dict, Path]:
     for key in ("epoch", "learning_rate", "files", "history"):
         if key not in state:
             raise ConfigError(f"resume_from: {state_path} lacks the {key!r} entry of a ptycho_tf checkpoint")
-    path = state_path.parent / WEIGHTS_FILE
-    if not path.is_file() or sha256_file(path) != state["files"].get(WEIGHTS_FILE):
-        raise ConfigError(f"resume_from: {path} is missing or does not match {state_path.name} "
-                          "(interrupted write?); resume from an intact checkpoint")
+    path = _committed_weights(state_path.parent)
+    if path is None:
+        raise ConfigError(f"resume_from: {state_path.parent / WEIGHTS_FILE} is missing or does not match the sha256 "
+                          f"in {state_path.name} (files changed by hand?); resume from an intact checkpoint")
     return state, path
+
+
+def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float]]) -> None:
+    """Make the Keras CSV log of an interrupted run end at ``start_epoch`` completed epochs, before appending.
+
+    Rows of epochs at or after ``start_epoch`` (run after the checkpoint, or a torn last line)
+    are dropped; rows missing before it are rebuilt from the checkpoint's ``history``. The
+    file is rewritten atomically.
+    """
+    path = Path(path)
+    rows: dict[int, dict[str, str]] = {}
+    fields = ["epoch", "intensity_scale", "learning_rate", "loss"]
+    if path.is_file():
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = list(reader.fieldnames or fields)
+            for row in reader:
+                try:
+                    epoch = int(row.get("epoch") or "")
+                except ValueError:
+                    continue
+                if 0 <= epoch < start_epoch and None not in row.values():
+                    rows[epoch] = row
+    columns = {"loss": "loss", "intensity_scale": "intensity_scale", "learning_rate": "lr"}
+    for epoch in range(start_epoch):
+        if epoch not in rows:
+            rows[epoch] = {"epoch": str(epoch)}
+            for field, key in columns.items():
+                values = history.get(key, [])
+                rows[epoch][field] = repr(float(values[epoch])) if epoch < len(values) else ""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore", restval="")
+            writer.writeheader()
+            writer.writerows(rows[e] for e in sorted(rows))
+
+    atomic_write(path, write)

@@ -24,6 +24,7 @@ from ptycho_tf.callbacks import (
     DivergenceGuard,
     EpochHistory,
     PlateauSchedule,
+    continue_csv_log,
     read_checkpoint,
 )
 from ptycho_tf.infer import device_scope
@@ -98,11 +99,39 @@ def _dataset(data: GroupedData, config: TrainingConfig) -> tf.data.Dataset:
     if config.realspace_weight > 0 and data.Y is None:
         raise ConfigError("TrainingConfig.realspace_weight: > 0 needs ground-truth patches (GroupedData.Y is None); "
                           "set realspace_weight = 0 or provide an objectGuess")
+    if data.is_lazy:
+        return _lazy_dataset(data, config)
     x = {"X": tf.constant(data.X, tf.float32), "offsets": tf.constant(data.offsets, tf.float64)}
     elements = (x, tf.constant(data.Y, tf.complex64)) if config.realspace_weight > 0 else (x,)
     ds = tf.data.Dataset.from_tensor_slices(elements)
     ds = ds.shuffle(data.n_groups, seed=config.seed, reshuffle_each_iteration=True)
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _lazy_dataset(data: GroupedData, config: TrainingConfig) -> tf.data.Dataset:
+    """Like :func:`_dataset` for a lazy ``X`` (and ``Y``): group indices are shuffled, each batch is one read.
+
+    The indices go through the same seeded ``shuffle`` as the in-memory elements (the order
+    depends only on the count and the seed), so both give the same batches; the patterns of a
+    batch are gathered by a ``tf.numpy_function`` calling ``X[rows]``.
+    """
+    N, C = data.N, data.channels
+    with_y = config.realspace_weight > 0
+    offsets = tf.constant(data.offsets, tf.float64)
+    lazy_x, lazy_y = data.X, data.Y
+
+    def read(rows):
+        return (lazy_x[rows], lazy_y[rows]) if with_y else (lazy_x[rows],)
+
+    def gather(rows):
+        dtypes = [tf.float32, tf.complex64] if with_y else [tf.float32]
+        out = tf.numpy_function(read, [rows], dtypes, stateful=False)
+        x = {"X": tf.ensure_shape(out[0], [None, N, N, C]), "offsets": tf.gather(offsets, rows)}
+        return (x, tf.ensure_shape(out[1], [None, N, N, C])) if with_y else (x,)
+
+    ds = tf.data.Dataset.range(data.n_groups)
+    ds = ds.shuffle(data.n_groups, seed=config.seed, reshuffle_each_iteration=True)
+    return ds.batch(config.batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
 
 def _diverged_error(info: dict, checkpoint: AtomicCheckpoint, start_epoch: int) -> TrainingDivergedError:
@@ -165,9 +194,12 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
         plateau = PlateauSchedule(None if state is None else state.get("plateau"))
         checkpoint = AtomicCheckpoint(out / "checkpoints", config.checkpoint_every, config.nepochs, history,
                                       plateau, guard, config.seed)
-        callbacks = [history, guard, plateau, checkpoint,
+        if state is not None:  # the log ends where the checkpoint does; the resumed epochs are appended
+            continue_csv_log(out / LOG_FILE, start_epoch, history.history)
+        # the CSV row of an epoch is written before its checkpoint, so a checkpointed epoch always has its row
+        callbacks = [history, guard, plateau,
                      keras.callbacks.CSVLogger(str(out / LOG_FILE), append=state is not None),
-                     keras.callbacks.TerminateOnNaN()]
+                     checkpoint, keras.callbacks.TerminateOnNaN()]
         t_fit = time.perf_counter()
         if start_epoch < config.nepochs:
             native.fit(dataset, epochs=config.nepochs, initial_epoch=start_epoch, callbacks=callbacks,

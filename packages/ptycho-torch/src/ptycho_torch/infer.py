@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ptycho_core.config import InferenceConfig, TrainingConfig
-from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, ModelHandle
+from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, LazyArray, ModelHandle
 from ptycho_torch.module import PtychoLightningModule, check_data, config_to_dict, grouped_tensors, normalized_probe
 
 BACKEND_ID = "pytorch"
@@ -20,17 +20,28 @@ def _device(accelerator: str) -> torch.device:
     return torch.device("cuda" if resolve_accelerator(accelerator) == "gpu" else "cpu")
 
 
-def predict_patches(module: PtychoLightningModule, X: torch.Tensor, batch_size: int,
+def _channels_first(batch: np.ndarray) -> torch.Tensor:
+    """A (b, N, N, C) NumPy batch read from a lazy ``X`` as a channels-first float32 tensor."""
+    src = torch.from_numpy(np.asarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
+    return torch.empty(src.shape, dtype=torch.float32).copy_(src)  # standard strides, like an in-memory batch
+
+
+def predict_patches(module: PtychoLightningModule, X: torch.Tensor | LazyArray, batch_size: int,
                     device: torch.device) -> np.ndarray:
-    """Network output for channels-first ``X`` in batches: (B, C, N, N) complex64 NumPy."""
+    """Network output for channels-first ``X`` in batches: (B, C, N, N) complex64 NumPy.
+
+    ``X`` may also be a lazy (B, N, N, C) :class:`~ptycho_core.contracts.LazyArray`, read one
+    batch at a time.
+    """
     was_training = module.training
     module.eval()
     out = []
     try:
         with torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):
-                xb = X[start:start + batch_size].to(device, non_blocking=True)
-                out.append(module.net(xb).cpu())
+                xb = X[start:start + batch_size]
+                xb = _channels_first(xb) if isinstance(X, LazyArray) else xb
+                out.append(module.net(xb.to(device, non_blocking=True)).cpu())
     finally:
         module.train(was_training)
     return torch.cat(out).numpy()
@@ -48,7 +59,7 @@ def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) 
     module: PtychoLightningModule = model.native
     check_data(model.model_config, data)
     device = _device(config.accelerator)
-    X, _ = grouped_tensors(data)
+    X = data.X if data.is_lazy else grouped_tensors(data)[0]
     t0 = time.perf_counter()
     module.to(device)
     try:

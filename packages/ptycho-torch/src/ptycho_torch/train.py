@@ -4,10 +4,18 @@ Adam + ReduceLROnPlateau on the epoch training loss, seeded, Lightning's TQDM pr
 bar, a CSV log under ``output_dir/logs``, checkpoints (``last.ckpt`` and the best one)
 under ``output_dir/checkpoints`` every ``checkpoint_every`` epochs written atomically,
 ``resume_from`` continuing to ``nepochs`` in total, and NaN/inf detection.
+
+Crash safety: every checkpoint file goes through :class:`AtomicCheckpointIO` (temporary file,
+fsync, ``os.replace``), so a process killed at any moment leaves the previous ``last.ckpt``
+intact; ``last.ckpt`` is always that name (no ``last-v1.ckpt`` when the folder has one).
+Weights that are no longer finite raise :class:`~ptycho_core.errors.TrainingDivergedError`
+before the epoch's checkpoint is written. The CSV log is flushed every epoch; a resumed run
+appends to the newest ``logs/version_*/metrics.csv``, cut back to the checkpoint's epochs.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 import time
@@ -16,15 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ptycho_core.config import TrainingConfig
 from ptycho_core.contracts import GroupedData, ModelHandle, TrainResult
-from ptycho_core.errors import ConfigError
+from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_torch.module import (
     PtychoLightningModule,
     check_data,
@@ -78,7 +87,19 @@ class History(Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.perf_counter()
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.ckpt_path and trainer.is_global_zero and isinstance(trainer.logger, CSVLogger):
+            continue_csv_log(Path(trainer.logger.log_dir) / "metrics.csv", trainer.current_epoch, self.history)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        bad = [name for name, p in pl_module.state_dict().items()
+               if p.is_floating_point() or p.is_complex()
+               if not bool(torch.isfinite(p).all())]
+        if bad:  # raised before ModelCheckpoint runs, so the last good checkpoint stays
+            raise TrainingDivergedError(
+                f"training diverged: the weights {', '.join(bad[:3])} became NaN/inf in epoch "
+                f"{trainer.current_epoch + 1}; lower TrainingConfig.learning_rate or check the data for bad values; "
+                "the last good checkpoint is kept under output_dir/checkpoints")
         metrics = trainer.callback_metrics
         self.history["loss"].append(float(metrics["train_loss"]))
         self.history["intensity_scale"].append(float(pl_module.physics.intensity_scale.detach()))
@@ -91,6 +112,55 @@ class History(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
+
+
+def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float]]) -> None:
+    """Make the CSV log of an interrupted run end at ``start_epoch`` completed epochs, before appending.
+
+    Rows of epochs at or after ``start_epoch`` (run after the checkpoint, or a torn last line)
+    are dropped; epochs missing before it are rebuilt from the checkpoint's ``history``
+    (``step`` left empty). The file is rewritten atomically.
+    """
+    path = Path(path)
+    rows: dict[int, dict[str, str]] = {}
+    fields = ["epoch", "intensity_scale", "step", "train_loss"]
+    if path.is_file():
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            fields = list(reader.fieldnames or fields)
+            for row in reader:
+                try:
+                    epoch = int(row.get("epoch") or "")
+                except ValueError:
+                    continue
+                if 0 <= epoch < start_epoch and None not in row.values():
+                    rows[epoch] = row
+    for epoch in range(start_epoch):
+        if epoch not in rows:
+            rows[epoch] = {"epoch": str(epoch)}
+            for field, key in (("train_loss", "loss"), ("intensity_scale", "intensity_scale")):
+                values = history.get(key, [])
+                rows[epoch][field] = repr(float(values[epoch])) if epoch < len(values) else ""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore", restval="")
+            writer.writeheader()
+            writer.writerows(rows[e] for e in sorted(rows))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _log_version(out: Path, resume: bool) -> int | None:
+    """The newest ``logs/version_N`` number when resuming (its CSV is continued), else ``None`` (a new one)."""
+    if not resume:
+        return None
+    numbers = [int(d.name[len("version_"):]) for d in (out / "logs").glob("version_*")
+               if d.is_dir() and d.name[len("version_"):].isdigit()]
+    return max(numbers) if numbers else None
 
 
 def resolve_accelerator(accelerator: str) -> str:
@@ -111,14 +181,18 @@ def _strategy(config: TrainingConfig, accelerator: str) -> Any:
     return "auto"  # 'mirrored' is TensorFlow's name for data-parallel training; here it is Lightning's default
 
 
-def make_trainer(config: TrainingConfig, history: History, *, enable_progress_bar: bool = True) -> L.Trainer:
-    """A Lightning Trainer configured from ``config`` (see the module docstring)."""
+def make_trainer(config: TrainingConfig, history: History, *, enable_progress_bar: bool = True,
+                 resume: bool = False) -> L.Trainer:
+    """A Lightning Trainer configured from ``config`` (see the module docstring).
+
+    ``resume=True`` continues the newest CSV log under ``output_dir/logs`` instead of starting a new one.
+    """
     accelerator = resolve_accelerator(config.accelerator)
     out = Path(config.output_dir)
     checkpoint = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="epoch{epoch:03d}", auto_insert_metric_name=False,
         monitor="train_loss", mode="min", save_top_k=1, save_last=True,
-        every_n_epochs=config.checkpoint_every, save_on_train_epoch_end=True,
+        every_n_epochs=config.checkpoint_every, save_on_train_epoch_end=True, enable_version_counter=False,
     )
     strategy = _strategy(config, accelerator)
     return L.Trainer(
@@ -126,7 +200,7 @@ def make_trainer(config: TrainingConfig, history: History, *, enable_progress_ba
         devices=config.devices,
         strategy=strategy,
         max_epochs=config.nepochs,
-        logger=CSVLogger(str(out), name="logs"),
+        logger=CSVLogger(str(out), name="logs", version=_log_version(out, resume), flush_logs_every_n_steps=1),
         callbacks=[history, checkpoint, *([TQDMProgressBar()] if enable_progress_bar else [])],
         plugins=None if config.strategy == "ddp" else [AtomicCheckpointIO()],
         enable_progress_bar=enable_progress_bar,
@@ -153,13 +227,58 @@ def _prepare_module(model: ModelHandle, data: GroupedData, config: TrainingConfi
     return module
 
 
+class LazyGroupsDataset(Dataset):
+    """Map-style dataset over the groups of a lazy ``GroupedData``: a batch is one read of ``X[rows]``.
+
+    ``__getitems__`` (which the DataLoader calls with the sampler's indices of a whole batch)
+    gathers the batch from the lazy source and returns the channels-first tensors that
+    :func:`~ptycho_torch.module.grouped_tensors` gives for in-memory data, so with the same
+    sampler the batches are the same; collate with :func:`batch_as_is`.
+    """
+
+    def __init__(self, data: GroupedData, with_y: bool = False) -> None:
+        self.X, self.Y = data.X, data.Y if with_y else None
+        self.offsets = torch.from_numpy(np.ascontiguousarray(data.offsets, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        rows = np.asarray(indices, dtype=np.int64)
+        out = (_channels_first(self.X[rows], torch.float32), self.offsets[torch.from_numpy(rows)])
+        if self.Y is not None:
+            out = (*out, _channels_first(self.Y[rows], torch.complex64))
+        return out
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.__getitems__([index]))
+
+
+def _channels_first(batch: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """(b, N, N, C) NumPy -> (b, C, N, N) tensor with the standard strides of a fresh tensor.
+
+    (A transposed NumPy array with C = 1 is contiguous but keeps odd strides on the size-1
+    axis, which can send convolutions down another kernel and change the rounding.)
+    """
+    src = torch.from_numpy(np.asarray(batch)).permute(0, 3, 1, 2)
+    return torch.empty(src.shape, dtype=dtype).copy_(src)
+
+
+def batch_as_is(batch: Any) -> Any:
+    """``collate_fn`` for :class:`LazyGroupsDataset`, whose ``__getitems__`` already returns a batch."""
+    return batch
+
+
 def _loader(data: GroupedData, config: TrainingConfig) -> DataLoader:
     with_y = data.Y is not None and config.realspace_weight > 0
     if config.realspace_weight > 0 and data.Y is None:
         raise ConfigError("TrainingConfig.realspace_weight: > 0 needs ground-truth patches (GroupedData.Y is None); "
                           "set realspace_weight = 0 or provide an objectGuess")
-    dataset = TensorDataset(*grouped_tensors(data, with_y=with_y))
     gen = torch.Generator().manual_seed(config.seed)
+    if data.is_lazy:  # read batch by batch; the same sampler (and seed) as below gives the same batches
+        return DataLoader(LazyGroupsDataset(data, with_y), batch_size=config.batch_size, shuffle=True,
+                          generator=gen, num_workers=0, collate_fn=batch_as_is)
+    dataset = TensorDataset(*grouped_tensors(data, with_y=with_y))
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=gen, num_workers=0)
 
 
@@ -185,7 +304,8 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
     module = _prepare_module(model, data, config, resume_from)
     loader = _loader(data, config)
     history = History()
-    trainer = make_trainer(config, history, enable_progress_bar=enable_progress_bar)
+    trainer = make_trainer(config, history, enable_progress_bar=enable_progress_bar,
+                           resume=resume_from is not None)
     t_fit = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -193,6 +313,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
         if resume_from is not None:
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+            warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
         trainer.fit(module, loader, ckpt_path=None if resume_from is None else str(resume_from), weights_only=True)
     t_end = time.perf_counter()
     module = module.cpu().eval()

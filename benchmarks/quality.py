@@ -1,0 +1,133 @@
+"""Reconstruction quality of each backend on a seeded simulation from real images.
+
+Simulates (seeded) an object whose amplitude and phase are scikit-image pictures, with a
+defocused disk probe and a raster scan (the ptycho-data simulation defaults unless flags say
+otherwise), trains each backend self-supervised on the diffraction amplitudes only, reconstructs
+the scanned object and prints one table: backend, epochs, train time, inference + stitch time,
+amplitude / phase SSIM, PSNR and FRC50 against the ground truth (ptycho-data metrics, after
+phase-plane removal and amplitude scaling, on the scanned region).
+
+Each backend runs in its own subprocess, so the frameworks never share a process. Prints
+figures; asserts nothing. Examples::
+
+    python benchmarks/quality.py                         # defaults: both backends, default epochs
+    python benchmarks/quality.py --backend pytorch --nepochs 10
+    python benchmarks/quality.py --json quality.json --keep-outputs out/
+
+The default TrainingConfig is what ``ptycho demo`` uses, so this table is also the quality of
+the README's main job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BACKENDS = ("pytorch", "tensorflow")
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Train and reconstruct with one backend; print one JSON line with the figures."""
+    import attrs
+
+    from ptycho_core import workflow
+    from ptycho_core.config import ModelConfig, TrainingConfig
+    from ptycho_data.npz import save_dataset
+    from ptycho_data.simulate import SimulationConfig, simulate_dataset
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sim = SimulationConfig(seed=args.seed, n_positions=args.n_positions, nphotons=args.nphotons)
+    data = out / "simulated.npz"
+    save_dataset(simulate_dataset(sim, progress=False), data)
+    cfg = TrainingConfig(backend=args.worker, train_data_file=data, output_dir=out, seed=args.seed)
+    changes = {k: getattr(args, k) for k in ("nepochs", "batch_size") if getattr(args, k) is not None}
+    if args.gridsize is not None:
+        changes["model"] = attrs.evolve(cfg.model, gridsize=args.gridsize)
+    cfg = attrs.evolve(cfg, **changes)
+    assert isinstance(cfg.model, ModelConfig)
+    start = time.perf_counter()
+    rec = workflow.run(cfg)
+    total = time.perf_counter() - start
+    t = rec.metadata["timings"]
+    m = rec.metadata["metrics"]
+    row = {
+        "backend": args.worker,
+        "epochs": rec.metadata["epochs"],
+        "gridsize": cfg.model.gridsize,
+        "n_positions": sim.n_positions,
+        "train_s": t.get("train_s", float("nan")),
+        "infer_stitch_s": t["infer_s"] + t["stitch_s"],
+        "total_s": total,
+        "amp_ssim": m["amplitude"]["ssim"], "amp_psnr": m["amplitude"]["psnr"], "amp_frc50": m["amplitude"]["frc50"],
+        "phase_ssim": m["phase"]["ssim"], "phase_psnr": m["phase"]["psnr"], "phase_frc50": m["phase"]["frc50"],
+        "final_loss": rec.metadata["history"]["loss"][-1],
+    }
+    print("RESULT " + json.dumps(row))
+
+
+def table(rows: list[dict]) -> str:
+    head = ("backend", "epochs", "train s", "infer+stitch s", "amp SSIM", "amp PSNR", "amp FRC50",
+            "phase SSIM", "phase PSNR", "phase FRC50")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = (r["backend"], str(r["epochs"]), f"{r['train_s']:.1f}", f"{r['infer_stitch_s']:.2f}",
+                 f"{r['amp_ssim']:.3f}", f"{r['amp_psnr']:.1f}", f"{r['amp_frc50']:.2f}",
+                 f"{r['phase_ssim']:.3f}", f"{r['phase_psnr']:.1f}", f"{r['phase_frc50']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--backend", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="backends to run")
+    p.add_argument("--nepochs", type=int, help="epochs (default: the TrainingConfig default)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the TrainingConfig default)")
+    p.add_argument("--gridsize", type=int, help="gridsize (default: the ModelConfig default)")
+    p.add_argument("--n-positions", type=int, default=256, help="scan positions of the simulation (default 256)")
+    p.add_argument("--nphotons", type=float, default=1e9, help="photons per pattern (default 1e9)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the simulation and the training (default 42)")
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--keep-outputs", type=Path, help="keep each backend's outputs (images, bundle) under this dir")
+    p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
+    p.add_argument("--output-dir", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ptycho-quality-") as tmp:
+        base = args.keep_outputs or Path(tmp)
+        for backend in args.backend:
+            cmd = [sys.executable, __file__, "--worker", backend, "--output-dir", str(base / backend),
+                   "--n-positions", str(args.n_positions), "--nphotons", str(args.nphotons), "--seed", str(args.seed)]
+            for flag, value in (("--nepochs", args.nepochs), ("--batch-size", args.batch_size),
+                                ("--gridsize", args.gridsize)):
+                if value is not None:
+                    cmd += [flag, str(value)]
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+            print(f"[{backend}] training and reconstructing ...", flush=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                print(f"[{backend}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+                return 1
+            rows.append(json.loads(lines[-1][len("RESULT "):]))
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}; simulation seed {args.seed}, {args.n_positions} positions, "
+          f"{args.nphotons:g} photons; gridsize {rows[0]['gridsize']}")
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
