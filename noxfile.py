@@ -111,7 +111,7 @@ def ptychodus(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """User docs: every code block runs; configuration.md and cli.md equal their generators' output."""
-    _install(session, *CORE, *DATA, *CI, *TORCH, *TF)
+    _install(session, *CORE, *DATA, *CI, *TORCH, *TF, *TEMPLATE)  # the template runs writing-a-backend.md
     _pytest(session, "tests/docs")
 
 
