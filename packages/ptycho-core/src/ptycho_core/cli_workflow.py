@@ -149,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 #: Epochs of ``ptycho demo`` unless --nepochs or --config says otherwise (TrainingConfig's default is for real runs).
-DEMO_NEPOCHS = 20
+DEMO_NEPOCHS = 16
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
