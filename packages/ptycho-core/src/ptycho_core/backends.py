@@ -1,7 +1,8 @@
 """Typed facade over the plugin hooks: what the rest of ptycho calls.
 
     >>> from ptycho_core import backends
-    >>> [e.id for e in backends.available()]          # metadata only, imports nothing
+    >>> # the installed backends, read from package metadata (imports no framework)
+    >>> [e.id for e in backends.available()]          # doctest: +SKIP
     ['pytorch', 'tensorflow']
     >>> be = backends.get("pytorch")                   # doctest: +SKIP
     >>> model = be.build_model(ModelConfig())          # doctest: +SKIP
