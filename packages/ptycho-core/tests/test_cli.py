@@ -62,3 +62,28 @@ def test_bad_flag_value_names_field(capsys):
 def test_debug_shows_traceback():
     with pytest.raises(ConfigError):
         cli.main(["--debug", "train", "--nepochs", "0"])
+
+
+def test_backends_lists_framework_versions_from_metadata(monkeypatch):
+    """`ptycho backends` names the framework versions a backend requires, without importing it."""
+    from importlib import metadata
+
+    from ptycho_core.cli import framework_versions
+
+    requires = {"ptycho-fake": ["ptycho-core", "torch>=2.2", "lightning (>=2.2)", "keras; extra == 'gpu'"]}
+    versions = {"torch": "2.13.0+cpu"}
+
+    def fake_requires(name):
+        if name not in requires:
+            raise metadata.PackageNotFoundError(name)
+        return requires[name]
+
+    def fake_version(name):
+        if name not in versions:
+            raise metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(metadata, "requires", fake_requires)
+    monkeypatch.setattr(metadata, "version", fake_version)
+    assert framework_versions("ptycho-fake") == "torch 2.13.0+cpu, lightning not installed"
+    assert framework_versions("not-installed") == ""

@@ -29,7 +29,9 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     if installed:
         print("Installed backends:")
         for e in installed:
-            print(f"  {e.id:<12} {e.distribution} {e.version or ''}".rstrip())
+            frameworks = framework_versions(e.distribution)
+            line = f"  {e.id:<12} {e.distribution} {e.version or ''}".rstrip()
+            print(f"{line} ({frameworks})" if frameworks else line)
             if args.devices:
                 _print_devices(e.id)
     else:
@@ -39,6 +41,33 @@ def _cmd_backends(args: argparse.Namespace) -> int:
         for e in missing:
             print(f"  {e.id:<12} {e.install_command}")
     return 0
+
+
+#: Distributions shown next to a backend in ``ptycho backends`` when the backend requires them.
+FRAMEWORK_DISTRIBUTIONS = ("torch", "lightning", "tensorflow", "tensorflow-cpu", "keras", "jax")
+
+
+def framework_versions(distribution: str) -> str:
+    """``"torch 2.13.0, lightning 2.6.6"``: installed versions of the deep-learning frameworks that
+    ``distribution`` requires, read from package metadata only (nothing is imported)."""
+    import re
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires(distribution) or []
+    except metadata.PackageNotFoundError:
+        return ""
+    found = []
+    for requirement in requires:
+        if "extra ==" in requirement.partition(";")[2].replace("extra==", "extra =="):
+            continue  # optional extras are not what the backend runs on
+        name = re.split(r"[\s<>=!~\[;(]", requirement.strip(), maxsplit=1)[0].lower()
+        if name in FRAMEWORK_DISTRIBUTIONS:
+            try:
+                found.append(f"{name} {metadata.version(name)}")
+            except metadata.PackageNotFoundError:
+                found.append(f"{name} not installed")
+    return ", ".join(found)
 
 
 def _print_devices(backend_id: str) -> None:
