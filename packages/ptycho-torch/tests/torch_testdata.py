@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from ptycho_ci.conformance_data import gaussian_probe
 from ptycho_core.config import ModelConfig, TrainingConfig
 from ptycho_core.contracts import GroupedData
 
@@ -17,13 +18,6 @@ def smooth_object(size: int = 128, seed: int = 0) -> np.ndarray:
     amp = 0.5 + 0.5 * (amp - amp.min()) / np.ptp(amp)
     phase = 2.0 * (phase - phase.min()) / np.ptp(phase) - 1.0
     return (amp * np.exp(1j * phase)).astype(np.complex64)
-
-
-def gaussian_probe(N: int) -> np.ndarray:
-    """A smooth complex probe of width ~N/4 with a gentle phase curvature."""
-    r, c = np.mgrid[:N, :N] - N / 2
-    rho2 = (r**2 + c**2) / (N / 4) ** 2
-    return (np.exp(-rho2) * np.exp(0.3j * rho2)).astype(np.complex64)
 
 
 def make_grouped(*, N: int = 64, gridsize: int = 1, n_groups: int = 64, seed: int = 0,
