@@ -8,6 +8,7 @@ Every session installs through ``constraints/ci.txt`` and only the packages it t
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nox
@@ -108,37 +109,64 @@ def ptychodus(session: nox.Session) -> None:
     _pytest(session, "packages/ptycho-core/tests/test_ptychodus_adapter.py")
 
 
-@nox.session(python=PYTHON)
-def docs(session: nox.Session) -> None:
-    """User docs: every code block runs; configuration.md and cli.md equal their generators' output."""
-    _install(session, *CORE, *DATA, *CI, *TORCH, *TF, *TEMPLATE)  # the template runs writing-a-backend.md
-    _pytest(session, "tests/docs")
 
 
-@nox.session(python=PYTHON)
-def bench(session: nox.Session) -> None:
-    """Performance table: benchmarks/run.py --quick (ratios to same-process bounds); not run by default."""
-    _install(session, *CORE, *DATA, *CI, *TORCH, *TF)
-    session.run("python", "benchmarks/run.py", "--quick", "--json", "bench-results.json", *session.posargs,
-                env={"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "PYTHONHASHSEED": "0"})
+# -- Cross-package sessions ---------------------------------------------------------------------------
+# integration, parity, docs, bench and the ci-* tiers all need every package and both frameworks. They
+# share one virtualenv (.nox/_all) instead of five identical ~2.7 GB copies: the same packages, so sharing
+# changes nothing the tests see, and a full `nox` run needs about 8 GB of disk instead of 14 GB.
+# These sessions use nox's "none" backend and run the shared interpreter explicitly.
+SHARED_ENV = Path(".nox") / "_all"
+ALL_PACKAGES = (*CORE, *DATA, *CI, *TORCH, *TF, *TEMPLATE)  # the template runs docs/writing-a-backend.md
 
 
-def _both(session: nox.Session) -> None:
-    _install(session, *CORE, *DATA, *CI, *TORCH, *TF)
+def _shared(session: nox.Session) -> dict[str, str]:
+    """Create (once) and update the shared environment; returns the env that puts it first on PATH."""
+    bin_dir = SHARED_ENV.resolve() / "bin"
+    if not (bin_dir / "python").exists():
+        session.run(sys.executable, "-m", "virtualenv", "-q", str(SHARED_ENV), external=True)
+    env = {"VIRTUAL_ENV": str(SHARED_ENV.resolve()), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    session.run(str(bin_dir / "python"), "-m", "pip", "install", "-q", *CONSTRAINTS, *TEST_TOOLS, *ALL_PACKAGES,
+                external=True, env=env)
+    return env
 
 
-@nox.session(python=PYTHON)
+def _shared_run(session: nox.Session, env: dict[str, str], *args: str, success_codes: list[int] | None = None) -> None:
+    run_env = {**env, "PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    session.run(str(Path(env["VIRTUAL_ENV"]) / "bin" / "python"), "-m", *args, external=True, env=run_env,
+                success_codes=success_codes or [0])
+
+
+def _shared_pytest(session: nox.Session, *paths: str) -> None:
+    env = _shared(session)
+    _shared_run(session, env, "pytest", *paths, *session.posargs, success_codes=PYTEST_OK)
+
+
+@nox.session(python=PYTHON, venv_backend="none")
 def integration(session: nox.Session) -> None:
     """Workflow tests and the CLI cycle train -> save -> load -> infer -> stitch on the committed fixture."""
-    _both(session)
-    _pytest(session, "tests/workflow", "tests/integration")
+    _shared_pytest(session, "tests/workflow", "tests/integration")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, venv_backend="none")
 def parity(session: nox.Session) -> None:
     """Cross-backend parity with converted weights (each backend in its own subprocess)."""
-    _both(session)
-    _pytest(session, "tests/parity")
+    _shared_pytest(session, "tests/parity")
+
+
+@nox.session(python=PYTHON, venv_backend="none")
+def docs(session: nox.Session) -> None:
+    """User docs: every code block runs; configuration.md and cli.md equal their generators' output."""
+    _shared_pytest(session, "tests/docs")
+
+
+@nox.session(python=PYTHON, venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Performance table: benchmarks/run.py --quick (ratios to same-process bounds); not run by default."""
+    env = _shared(session)
+    session.run(str(Path(env["VIRTUAL_ENV"]) / "bin" / "python"), "benchmarks/run.py", "--quick", "--json",
+                "bench-results.json", *session.posargs, external=True,
+                env={**env, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "PYTHONHASHSEED": "0"})
 
 
 
@@ -149,40 +177,43 @@ ALL_TESTS = ("packages/ptycho-core/tests", "packages/ptycho-data/tests", "packag
              "packages/ptycho-torch/tests", "packages/ptycho-tf/tests", "tests")
 
 
-def _record(session: nox.Session, label: str, *args: str, fatal: bool) -> None:
+def _record(session: nox.Session, env: dict[str, str], label: str, *args: str, fatal: bool) -> None:
     """pytest with the ptycho-ci recorder; ``fatal=False`` records failures and lets the triggers judge."""
     Path(HISTORY).parent.mkdir(parents=True, exist_ok=True)
-    env = {"PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    session.run("pytest", *args, "--ptycho-ci-history", HISTORY, "--ptycho-ci-label", label, *session.posargs,
-                env=env, success_codes=PYTEST_OK if fatal else [0, 1, 5])
+    _shared_run(session, env, "pytest", *args, "--ptycho-ci-history", HISTORY, "--ptycho-ci-label", label,
+                *session.posargs, success_codes=PYTEST_OK if fatal else [0, 1, 5])
 
 
-def _judge(session: nox.Session, label: str, *extra: str) -> None:
-    session.run("ptycho-ci", "report", "--history", HISTORY, "--label", label, "--output", REPORT, *extra)
-    session.run("ptycho-ci", "escalate", "--history", HISTORY, "--label", label, "--output", f"{REPORT}/escalations",
-                *extra)
-    session.run("ptycho-ci", "check", "--history", HISTORY, "--label", label, *extra)
+def _ptycho_ci(session: nox.Session, env: dict[str, str], *args: str) -> None:
+    _shared_run(session, env, "ptycho_ci.cli", *args)
 
 
-@nox.session(name="ci-pr", python=PYTHON)
+def _judge(session: nox.Session, env: dict[str, str], label: str) -> None:
+    _ptycho_ci(session, env, "report", "--history", HISTORY, "--label", label, "--output", REPORT)
+    _ptycho_ci(session, env, "escalate", "--history", HISTORY, "--label", label, "--output", f"{REPORT}/escalations")
+    _ptycho_ci(session, env, "check", "--history", HISTORY, "--label", label)
+
+
+@nox.session(name="ci-pr", python=PYTHON, venv_backend="none")
 def ci_pr(session: nox.Session) -> None:
     """Per-PR tier: integration + backend-selection tests, recorded; fails on a high/critical breach or budget."""
-    _both(session)
-    _record(session, "ci-pr", "-m", "ci_pr or backend_selection", "tests", "packages/ptycho-core/tests", fatal=True)
-    session.run("ptycho-ci", "check", "--history", HISTORY, "--label", "ci-pr", "--budgets")
+    env = _shared(session)
+    _record(session, env, "ci-pr", "-m", "ci_pr or backend_selection", "tests", "packages/ptycho-core/tests",
+            fatal=True)
+    _ptycho_ci(session, env, "check", "--history", HISTORY, "--label", "ci-pr", "--budgets")
 
 
-@nox.session(name="ci-nightly", python=PYTHON)
+@nox.session(name="ci-nightly", python=PYTHON, venv_backend="none")
 def ci_nightly(session: nox.Session) -> None:
     """Nightly tier: the parity suite recorded (failures become breaches), then report, escalations, check."""
-    _both(session)
-    _record(session, "ci-nightly", "tests/parity", fatal=False)
-    _judge(session, "ci-nightly")
+    env = _shared(session)
+    _record(session, env, "ci-nightly", "tests/parity", fatal=False)
+    _judge(session, env, "ci-nightly")
 
 
-@nox.session(name="ci-weekly", python=PYTHON)
+@nox.session(name="ci-weekly", python=PYTHON, venv_backend="none")
 def ci_weekly(session: nox.Session) -> None:
     """Weekly tier: every test of every package and tests/, recorded, then report, escalations, check."""
-    _both(session)
-    _record(session, "ci-weekly", *ALL_TESTS, fatal=False)
-    _judge(session, "ci-weekly")
+    env = _shared(session)
+    _record(session, env, "ci-weekly", *ALL_TESTS, fatal=False)
+    _judge(session, env, "ci-weekly")

@@ -28,6 +28,35 @@ def test_run_writes_everything(installed_dummy, small_dataset_path, tmp_path):
     assert set(metrics) >= {"amplitude", "phase"}
 
 
+@pytest.mark.parametrize(("env", "primary"), [
+    ({}, True),
+    ({"RANK": "0", "NODE_RANK": "1"}, True),  # torchrun's global rank wins
+    ({"RANK": "3"}, False),
+    ({"SLURM_NTASKS": "8", "SLURM_PROCID": "5"}, False),
+    ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "LOCAL_RANK": "1"}, False),  # Lightning's child process
+    ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False),
+    ({"NODE_RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}, True),
+])
+def test_is_primary_process(env, primary):
+    assert workflow.is_primary_process(env) is primary
+
+
+def test_non_primary_rank_writes_nothing(installed_dummy, small_dataset_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "1")
+    out = tmp_path / "rank1"
+    rec = workflow.run(TrainingConfig(backend="dummy", train_data_file=small_dataset_path, output_dir=out,
+                                      nepochs=1))
+    assert rec.object.ndim == 2 and np.isfinite(rec.object).all()
+    assert not (out / "model").exists() and not (out / "reconstruction.npz").exists()
+    assert cli.main(["train", "--backend", "dummy", "--train-data", str(small_dataset_path),
+                     "--output-dir", str(out), "--nepochs", "1"]) == 0
+    assert not (out / "model").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert cli.main(["train", "--backend", "dummy", "--train-data", str(small_dataset_path),
+                     "--output-dir", str(out), "--nepochs", "1"]) == 0
+    assert bundle.read_manifest(out / "model")["backend"] == "dummy"
+
+
 def test_infer_with_saved_bundle(installed_dummy, small_dataset_path, tmp_path):
     cfg = TrainingConfig(backend="dummy", train_data_file=small_dataset_path, output_dir=tmp_path / "a", nepochs=1)
     first = workflow.run(cfg)

@@ -54,6 +54,7 @@ def _no_backend_env(monkeypatch):
         (TrainingConfig, "devices", 0, "an integer >= 1"),
         (TrainingConfig, "strategy", "fsdp", "one of 'auto', 'ddp', 'mirrored'"),
         (TrainingConfig, "checkpoint_every", 0, "an integer >= 1"),
+        (TrainingConfig, "num_nodes", 0, "an integer >= 1"),
         (InferenceConfig, "batch_size", -3, "an integer >= 1"),
         (InferenceConfig, "n_groups", 2.5, "an integer >= 1"),
         (InferenceConfig, "neighbor_count", None, "an integer >= 1"),
@@ -79,11 +80,17 @@ def test_every_validated_field_is_covered():
         "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "learning_rate", "nll_weight",
         "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
         "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
-        "strategy", "checkpoint_every", "stitch_crop", "flip_x", "flip_y", "transpose",
+        "strategy", "num_nodes", "checkpoint_every", "stitch_crop", "flip_x", "flip_y", "transpose",
     }
     validated = {f.name for c in (ModelConfig, TrainingConfig, InferenceConfig) for f in attrs.fields(c)
                  if f.validator is not None and f.name != "model"}
     assert validated == covered
+
+
+def test_num_nodes_needs_ddp():
+    with pytest.raises(ConfigError, match=r"TrainingConfig.num_nodes: 2 nodes need strategy 'ddp'.*'auto'"):
+        TrainingConfig(num_nodes=2)
+    assert TrainingConfig(num_nodes=2, strategy="ddp", devices=4).num_nodes == 2
 
 
 @pytest.mark.parametrize("cls", [TrainingConfig, InferenceConfig])

@@ -119,6 +119,8 @@ def test_strategy_selection(tmp_path):
     assert type(mirrored).__name__ == "MirroredStrategy" and mirrored.num_replicas_in_sync == 1
     with pytest.raises(ConfigError, match="devices: 64 requested"):
         select_strategy(attrs.evolve(base, devices=64))
+    with pytest.raises(ConfigError, match=r"num_nodes: the tensorflow backend trains on one node.*got 2"):
+        select_strategy(attrs.evolve(base, strategy="ddp", num_nodes=2))
 
 
 def test_gpu_requested_without_gpu_is_a_config_error(tmp_path):

@@ -124,6 +124,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args, TrainingConfig)
     resume = last_checkpoint(cfg) if args.resume is RESUME_LAST else args.resume
     result = workflow.train(cfg, resume_from=resume)
+    if not workflow.is_primary_process():  # another rank of a DDP job: rank 0 writes the bundle
+        return 0
     path = bundle.save_bundle(result.model, Path(cfg.output_dir) / workflow.BUNDLE_NAME, training_config=cfg,
                               overwrite=True)
     print(f"trained {result.epochs} epochs with {cfg.backend}; final loss {result.history['loss'][-1]:.6g}")

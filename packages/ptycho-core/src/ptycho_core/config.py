@@ -182,6 +182,8 @@ class TrainingConfig:
     """Number of devices (or CPU processes with strategy 'ddp')."""
     strategy: str = attrs.field(default="auto", validator=_one_of(("auto", "ddp", "mirrored")))
     """Data parallelism: 'auto', 'ddp' (PyTorch Lightning) or 'mirrored' (TensorFlow)."""
+    num_nodes: int = attrs.field(default=1, validator=_int_at_least(1))
+    """Number of machines for multi-node DDP (PyTorch, strategy 'ddp'); devices is per node."""
     checkpoint_every: int = attrs.field(default=1, validator=_int_at_least(1))
     """Write a checkpoint every this many epochs."""
 
@@ -191,6 +193,11 @@ class TrainingConfig:
             raise ConfigError(
                 f"TrainingConfig.neighbor_count: expected an integer >= gridsize**2 = {c}, "
                 f"got {self.neighbor_count}"
+            )
+        if self.num_nodes > 1 and self.strategy != "ddp":
+            raise ConfigError(
+                f"TrainingConfig.num_nodes: {self.num_nodes} nodes need strategy 'ddp' "
+                f"(Lightning multi-node data parallelism), got strategy {self.strategy!r}"
             )
 
 

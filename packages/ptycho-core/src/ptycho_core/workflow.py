@@ -85,6 +85,21 @@ def _close(*datasets: Any) -> None:
             close()
 
 
+def is_primary_process(environ: dict[str, str] | None = None) -> bool:
+    """False in the non-zero ranks of a distributed (DDP) job, which must not write outputs.
+
+    Read from the launcher's environment, so it works without importing a framework: ``RANK``
+    (torchrun), else ``SLURM_PROCID`` when SLURM runs several tasks, else ``NODE_RANK`` and
+    ``LOCAL_RANK`` (what Lightning sets for the processes it starts). No variable: one process.
+    """
+    env = os.environ if environ is None else environ
+    if "RANK" in env:
+        return int(env["RANK"]) == 0
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        return int(env["SLURM_PROCID"]) == 0
+    return int(env.get("NODE_RANK", "0")) == 0 and int(env.get("LOCAL_RANK", "0")) == 0
+
+
 def train(config: TrainingConfig, *, dataset: Dataset | None = None, resume_from: Path | None = None) -> TrainResult:
     """Group the training data and train a new model with ``config.backend``."""
     dataset = dataset if dataset is not None else load_dataset(config.train_data_file, "train_data_file")
@@ -254,6 +269,10 @@ def run(config: TrainingConfig, inference_config: InferenceConfig | None = None)
     icfg = attrs.evolve(icfg, model_path=bundle_path, test_data_file=test_path)
     out.mkdir(parents=True, exist_ok=True)
     result = train(config, dataset=train_ds)
+    if not is_primary_process():  # another rank of a DDP job: rank 0 saves and writes everything
+        rec = infer(icfg, model=result.model, dataset=test_ds, write=False)
+        _close(train_ds, test_ds)
+        return rec
     bundle.save_bundle(result.model, bundle_path, training_config=config, inference_config=icfg, overwrite=True)
     model = bundle.load_bundle(bundle_path, backend=config.backend)
     rec = infer(icfg, model=model, dataset=test_ds, write=False)

@@ -42,6 +42,11 @@ def select_strategy(config: TrainingConfig) -> tf.distribute.Strategy | None:
     ``accelerator``, otherwise CPU devices (several logical CPUs need
     ``tf.config.set_logical_device_configuration`` before TensorFlow starts).
     """
+    if config.num_nodes > 1:
+        raise ConfigError(
+            f"TrainingConfig.num_nodes: the tensorflow backend trains on one node (MirroredStrategy), got "
+            f"{config.num_nodes}; set num_nodes = 1, or use the pytorch backend for multi-node DDP"
+        )
     if config.devices == 1 and config.strategy == "auto":
         return None
     gpus = tf.config.list_logical_devices("GPU") if config.accelerator != "cpu" else []

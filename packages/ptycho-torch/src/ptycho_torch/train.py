@@ -198,6 +198,7 @@ def make_trainer(config: TrainingConfig, history: History, *, enable_progress_ba
     return L.Trainer(
         accelerator=accelerator,
         devices=config.devices,
+        num_nodes=config.num_nodes,
         strategy=strategy,
         max_epochs=config.nepochs,
         logger=CSVLogger(str(out), name="logs", version=_log_version(out, resume), flush_logs_every_n_steps=1),
