@@ -126,8 +126,8 @@ def _shared(session: nox.Session) -> dict[str, str]:
     if not (bin_dir / "python").exists():
         session.run(sys.executable, "-m", "virtualenv", "-q", str(SHARED_ENV), external=True)
     env = {"VIRTUAL_ENV": str(SHARED_ENV.resolve()), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    session.run(str(bin_dir / "python"), "-m", "pip", "install", "-q", *CONSTRAINTS, *TEST_TOOLS, *ALL_PACKAGES,
-                external=True, env=env)
+    session.run(str(bin_dir / "python"), "-m", "pip", "install", "-q", *CONSTRAINTS, *TEST_TOOLS, "mkdocs",
+                *ALL_PACKAGES, external=True, env=env)
     return env
 
 
@@ -156,7 +156,7 @@ def parity(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, venv_backend="none")
 def docs(session: nox.Session) -> None:
-    """User docs: every code block runs; configuration.md and cli.md equal their generators' output."""
+    """User docs: every code block runs; the references equal their generators' output; mkdocs build --strict."""
     _shared_pytest(session, "tests/docs")
 
 
