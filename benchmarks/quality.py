@@ -14,8 +14,9 @@ figures; asserts nothing. Examples::
     python benchmarks/quality.py --backend pytorch --nepochs 10
     python benchmarks/quality.py --json quality.json --keep-outputs out/
 
-The default TrainingConfig is what ``ptycho demo`` uses, so this table is also the quality of
-the README's main job.
+By default it trains with the CPU preset of ``ptycho demo`` (``ptycho_core.cli_workflow.CPU_PRESET``:
+gridsize 2, n_filters_scale 1, batch 4) and the default TrainingConfig epochs (40; the demo
+trains 30); ``--no-preset`` uses the plain config defaults.
 """
 
 from __future__ import annotations
@@ -38,19 +39,28 @@ def worker(args: argparse.Namespace) -> None:
     import attrs
 
     from ptycho_core import workflow
+    from ptycho_core.cli_workflow import CPU_PRESET
     from ptycho_core.config import ModelConfig, TrainingConfig
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sim = SimulationConfig(seed=args.seed, n_positions=args.n_positions, nphotons=args.nphotons)
+    sim = SimulationConfig(seed=args.seed, n_positions=args.n_positions, nphotons=args.nphotons, step=args.step,
+                           probe_pupil_radius=args.probe_pupil_radius)
     data = out / "simulated.npz"
     save_dataset(simulate_dataset(sim, progress=False), data)
     cfg = TrainingConfig(backend=args.worker, train_data_file=data, output_dir=out, seed=args.seed)
-    changes = {k: getattr(args, k) for k in ("nepochs", "batch_size") if getattr(args, k) is not None}
-    if args.gridsize is not None:
-        changes["model"] = attrs.evolve(cfg.model, gridsize=args.gridsize)
+    # the CPU preset of `ptycho demo` (gridsize 2, n_filters_scale 1, batch 4), flags override it
+    preset = {} if args.no_preset else CPU_PRESET
+    batch = args.batch_size if args.batch_size is not None else preset.get("batch_size", cfg.batch_size)
+    changes = {"batch_size": batch, "model": attrs.evolve(
+        cfg.model,
+        gridsize=args.gridsize if args.gridsize is not None else preset.get("gridsize", cfg.model.gridsize),
+        n_filters_scale=args.n_filters_scale if args.n_filters_scale is not None
+        else preset.get("n_filters_scale", cfg.model.n_filters_scale))}
+    if args.nepochs is not None:
+        changes["nepochs"] = args.nepochs
     cfg = attrs.evolve(cfg, **changes)
     assert isinstance(cfg.model, ModelConfig)
     start = time.perf_counter()
@@ -62,6 +72,8 @@ def worker(args: argparse.Namespace) -> None:
         "backend": args.worker,
         "epochs": rec.metadata["epochs"],
         "gridsize": cfg.model.gridsize,
+        "n_filters_scale": cfg.model.n_filters_scale,
+        "batch_size": cfg.batch_size,
         "n_positions": sim.n_positions,
         "train_s": t.get("train_s", float("nan")),
         "infer_stitch_s": t["infer_s"] + t["stitch_s"],
@@ -89,10 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--backend", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="backends to run")
     p.add_argument("--nepochs", type=int, help="epochs (default: the TrainingConfig default)")
-    p.add_argument("--batch-size", type=int, help="batch size (default: the TrainingConfig default)")
-    p.add_argument("--gridsize", type=int, help="gridsize (default: the ModelConfig default)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the CPU preset's, 4)")
+    p.add_argument("--gridsize", type=int, help="gridsize (default: the CPU preset's, 2)")
+    p.add_argument("--n-filters-scale", type=int, help="n_filters_scale (default: the CPU preset's, 1)")
+    p.add_argument("--no-preset", action="store_true",
+                   help="use the plain TrainingConfig/ModelConfig defaults instead of the CPU preset")
     p.add_argument("--n-positions", type=int, default=256, help="scan positions of the simulation (default 256)")
     p.add_argument("--nphotons", type=float, default=1e9, help="photons per pattern (default 1e9)")
+    p.add_argument("--step", type=float, help="scan step in pixels (default: the simulation's, N // 8)")
+    p.add_argument("--probe-pupil-radius", type=float,
+                   help="disk probe pupil radius (default: the simulation's, 3N/16)")
     p.add_argument("--seed", type=int, default=42, help="seed of the simulation and the training (default 42)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     p.add_argument("--keep-outputs", type=Path, help="keep each backend's outputs (images, bundle) under this dir")
@@ -109,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, __file__, "--worker", backend, "--output-dir", str(base / backend),
                    "--n-positions", str(args.n_positions), "--nphotons", str(args.nphotons), "--seed", str(args.seed)]
             for flag, value in (("--nepochs", args.nepochs), ("--batch-size", args.batch_size),
-                                ("--gridsize", args.gridsize)):
+                                ("--gridsize", args.gridsize), ("--n-filters-scale", args.n_filters_scale)):
+                if value is not None:
+                    cmd += [flag, str(value)]
+            if args.no_preset:
+                cmd.append("--no-preset")
+            for flag, value in (("--step", args.step), ("--probe-pupil-radius", args.probe_pupil_radius)):
                 if value is not None:
                     cmd += [flag, str(value)]
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -122,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(json.loads(lines[-1][len("RESULT "):]))
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}; simulation seed {args.seed}, {args.n_positions} positions, "
-          f"{args.nphotons:g} photons; gridsize {rows[0]['gridsize']}")
+          f"{args.nphotons:g} photons; gridsize {rows[0]['gridsize']}, n_filters_scale "
+          f"{rows[0]['n_filters_scale']}, batch {rows[0]['batch_size']}")
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

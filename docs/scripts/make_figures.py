@@ -24,7 +24,7 @@ from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
 OUTPUT = Path(__file__).resolve().parents[1] / "img" / "concepts.png"
 SIMULATION = SimulationConfig(N=64, n_positions=36, nphotons=1e6, seed=7)
-"""The simulated scan shown in the figure (6 x 6 raster, step N // 5 = 12 pixels)."""
+"""The simulated scan shown in the figure (6 x 6 raster, step N // 8 = 8 pixels)."""
 
 
 def _show(fig, ax, image: np.ndarray, title: str, cmap: str, **kwargs) -> None:

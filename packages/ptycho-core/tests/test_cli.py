@@ -87,3 +87,17 @@ def test_backends_lists_framework_versions_from_metadata(monkeypatch):
     monkeypatch.setattr(metadata, "version", fake_version)
     assert framework_versions("ptycho-fake") == "torch 2.13.0+cpu, lightning not installed"
     assert framework_versions("not-installed") == ""
+
+
+def test_cpu_preset_fills_only_what_is_not_given():
+    import argparse
+
+    from ptycho_core.cli_workflow import CPU_PRESET, apply_cpu_preset
+
+    args = argparse.Namespace(config=None, gridsize=1)
+    applied = apply_cpu_preset(args)
+    assert args.gridsize == 1 and "gridsize" not in applied
+    assert sorted(applied) == sorted(k for k in CPU_PRESET if k != "gridsize")
+    assert args.n_filters_scale == CPU_PRESET["n_filters_scale"] and args.batch_size == CPU_PRESET["batch_size"]
+    from_file = argparse.Namespace(config="run.toml")
+    assert apply_cpu_preset(from_file) == [] and not hasattr(from_file, "gridsize")

@@ -348,3 +348,10 @@ def test_failures_not_caused_by_the_input_are_not_disguised(monkeypatch):
     monkeypatch.setattr(registry, "valid_backend_ids", broken)
     with pytest.raises(RuntimeError, match="registry exploded"):
         from_dict(TrainingConfig, {"backend": "pytorch"})
+
+
+@pytest.mark.parametrize("value", [None, 3, "N=64", [64]])
+def test_model_table_that_is_not_a_table_is_a_config_error(value):
+    # found by the fuzz test: {'model': None} used to escape as a TypeError from cattrs
+    with pytest.raises(ConfigError, match=r"fuzz.json: TrainingConfig.model: expected a table of ModelConfig fields"):
+        from_dict(TrainingConfig, {"model": value}, source="fuzz.json")

@@ -191,7 +191,7 @@ def _check_keys(cls: type, data: Any, where: str, errors: list[str]) -> None:
     for key, value in data.items():
         if not isinstance(key, str) or key not in fields:
             errors.append(_unknown_key(cls, key, where))
-        elif attrs.has(fields[key].type) and value is not None:
+        elif attrs.has(fields[key].type):  # a nested table (model): None or a scalar is an error too
             _check_keys(fields[key].type, value, f"{where}.{key}", errors)
 
 

@@ -170,9 +170,12 @@ def _indices(positions: np.ndarray, n_positions: Any, seed: int, source: Path) -
 
 #: How the committed canonical fixture was made (also in the package README)::
 #:
-#:     ptycho simulate --output canonical_source.npz --no-preview --seed 42 --nphotons 1e6
+#:     ptycho simulate --output canonical_source.npz --no-preview --seed 42 --nphotons 1e6 \
+#:         --step 12 --probe-pupil-radius 8
 #:     ptycho fixture canonical_source.npz canonical_fixture.npz --n-positions 64 --seed 0
-CANONICAL_SIMULATION = {"seed": 42, "nphotons": 1e6}
+#:
+#: (step and pupil radius are the simulation defaults of version 0.1.0 when the fixture was made.)
+CANONICAL_SIMULATION = {"seed": 42, "nphotons": 1e6, "step": 12.0, "probe_pupil_radius": 8.0}
 CANONICAL_FIXTURE = {"n_positions": 64, "seed": 0}
 
 
