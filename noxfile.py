@@ -132,14 +132,15 @@ def _shared(session: nox.Session) -> dict[str, str]:
 
 
 def _shared_run(session: nox.Session, env: dict[str, str], *args: str, success_codes: list[int] | None = None) -> None:
+    """``python ARGS`` with the shared environment's interpreter."""
     run_env = {**env, "PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    session.run(str(Path(env["VIRTUAL_ENV"]) / "bin" / "python"), "-m", *args, external=True, env=run_env,
+    session.run(str(Path(env["VIRTUAL_ENV"]) / "bin" / "python"), *args, external=True, env=run_env,
                 success_codes=success_codes or [0])
 
 
 def _shared_pytest(session: nox.Session, *paths: str) -> None:
     env = _shared(session)
-    _shared_run(session, env, "pytest", *paths, *session.posargs, success_codes=PYTEST_OK)
+    _shared_run(session, env, "-m", "pytest", *paths, *session.posargs, success_codes=PYTEST_OK)
 
 
 @nox.session(python=PYTHON, venv_backend="none")
@@ -163,10 +164,8 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHON, venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Performance table: benchmarks/run.py --quick (ratios to same-process bounds); not run by default."""
-    env = _shared(session)
-    session.run(str(Path(env["VIRTUAL_ENV"]) / "bin" / "python"), "benchmarks/run.py", "--quick", "--json",
-                "bench-results.json", *session.posargs, external=True,
-                env={**env, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "PYTHONHASHSEED": "0"})
+    _shared_run(session, _shared(session), "benchmarks/run.py", "--quick", "--json", "bench-results.json",
+                *session.posargs)
 
 
 
@@ -180,12 +179,12 @@ ALL_TESTS = ("packages/ptycho-core/tests", "packages/ptycho-data/tests", "packag
 def _record(session: nox.Session, env: dict[str, str], label: str, *args: str, fatal: bool) -> None:
     """pytest with the ptycho-ci recorder; ``fatal=False`` records failures and lets the triggers judge."""
     Path(HISTORY).parent.mkdir(parents=True, exist_ok=True)
-    _shared_run(session, env, "pytest", *args, "--ptycho-ci-history", HISTORY, "--ptycho-ci-label", label,
+    _shared_run(session, env, "-m", "pytest", *args, "--ptycho-ci-history", HISTORY, "--ptycho-ci-label", label,
                 *session.posargs, success_codes=PYTEST_OK if fatal else [0, 1, 5])
 
 
 def _ptycho_ci(session: nox.Session, env: dict[str, str], *args: str) -> None:
-    _shared_run(session, env, "ptycho_ci.cli", *args)
+    _shared_run(session, env, "-m", "ptycho_ci.cli", *args)
 
 
 def _judge(session: nox.Session, env: dict[str, str], label: str) -> None:
