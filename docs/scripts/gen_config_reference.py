@@ -15,7 +15,6 @@ Only ptycho-core is needed; no backend is imported.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import inspect
 import sys
@@ -240,20 +239,9 @@ def generate() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write (or with ``--check`` compare) ``docs/configuration.md``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the committed file differs")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="file to write (default: docs/configuration.md)")
-    args = parser.parse_args(argv)
-    text = generate()
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
-        if current != text:
-            print(f"{args.output} is out of date: run python docs/scripts/gen_config_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
-    return 0
+    from _docgen import write_or_check  # a sibling file: docs/scripts is sys.path[0] when run as a script
+
+    return write_or_check(generate, OUTPUT, __file__, argv)
 
 
 if __name__ == "__main__":

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+from docs_support import load_script
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCRIPT = DOCS / "scripts" / "gen_cli_reference.py"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gen_cli_reference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gen_cli_reference")
 
 
 def test_committed_cli_md_is_current():

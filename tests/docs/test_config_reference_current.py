@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import attrs
+from docs_support import load_script
 
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 
@@ -13,10 +13,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gen_config_reference", DOCS / "scripts" / "gen_config_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gen_config_reference")
 
 
 def test_committed_configuration_md_is_current():

@@ -30,6 +30,7 @@ from pathlib import Path
 import attrs
 import pytest
 import yaml
+from docs_support import load_script, nav_pages
 
 try:
     import tomllib
@@ -219,25 +220,12 @@ def test_documented_output_must_match():
 
 
 def test_every_page_is_in_the_mkdocs_nav():
-    config = yaml.safe_load((DOCS.parent / "mkdocs.yml").read_text(encoding="utf-8"))
-
-    def pages(nav):
-        for item in nav:
-            if isinstance(item, str):
-                yield item
-            elif isinstance(item, dict):
-                for value in item.values():
-                    yield from (pages(value) if isinstance(value, list) else [value])
-
-    listed = set(pages(config["nav"]))
+    listed = set(nav_pages())
     assert set(PAGES) <= listed, f"pages missing from mkdocs.yml nav: {sorted(set(PAGES) - listed)}"
 
 
 def test_make_figures_writes_the_concepts_png(tmp_path):
-    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "scripts" / "make_figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = module.make_concepts_figure(tmp_path / "concepts.png")
+    out = load_script("make_figures").make_concepts_figure(tmp_path / "concepts.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     committed = DOCS / "img" / "concepts.png"
     assert committed.is_file() and committed.stat().st_size < 200_000, "commit a small docs/img/concepts.png"
