@@ -7,6 +7,11 @@ the scanned object and prints one table: backend, epochs, train time, inference 
 amplitude / phase SSIM, PSNR and FRC50 against the ground truth (ptycho-data metrics, after
 phase-plane removal and amplitude scaling, on the scanned region).
 
+With refinement passes (``--refine-iterations``, default 10 from the CPU preset) each backend
+gets two rows: the network's stitched output, and the same after the iterative refinement of
+``ptycho_core.refine`` (physics.md s8). A third kind of row, ``refine only``, runs the same
+number of passes from a flat start (no network), so the network's share is visible.
+
 Each backend runs in its own subprocess, so the frameworks never share a process. Prints
 figures; asserts nothing. Examples::
 
@@ -15,8 +20,8 @@ figures; asserts nothing. Examples::
     python benchmarks/quality.py --json quality.json --keep-outputs out/
 
 By default it trains with the CPU preset of ``ptycho demo`` (``ptycho_core.cli_workflow.CPU_PRESET``:
-gridsize 2, n_filters_scale 1, batch 4) and the default TrainingConfig epochs (40; the demo
-trains 30); ``--no-preset`` uses the plain config defaults.
+gridsize 2, n_filters_scale 1, batch 4, 10 refinement passes) and the default TrainingConfig
+epochs (40; the demo trains 30); ``--no-preset`` uses the plain config defaults (no refinement).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ BACKENDS = ("pytorch", "tensorflow")
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Train and reconstruct with one backend; print one JSON line with the figures."""
+    """Train and reconstruct with one backend; print one JSON line per table row (network, refined)."""
     import attrs
 
     from ptycho_core import workflow
@@ -63,34 +68,61 @@ def worker(args: argparse.Namespace) -> None:
         changes["nepochs"] = args.nepochs
     cfg = attrs.evolve(cfg, **changes)
     assert isinstance(cfg.model, ModelConfig)
+    refine = args.refine_iterations if args.refine_iterations is not None else preset.get("refine_iterations", 0)
     start = time.perf_counter()
-    rec = workflow.run(cfg)
+    rec = workflow.run(cfg, workflow.inference_config_for(cfg, refine_iterations=refine))
     total = time.perf_counter() - start
     t = rec.metadata["timings"]
-    m = rec.metadata["metrics"]
-    row = {
-        "backend": args.worker,
-        "epochs": rec.metadata["epochs"],
-        "gridsize": cfg.model.gridsize,
-        "n_filters_scale": cfg.model.n_filters_scale,
-        "batch_size": cfg.batch_size,
-        "n_positions": sim.n_positions,
-        "train_s": t.get("train_s", float("nan")),
-        "infer_stitch_s": t["infer_s"] + t["stitch_s"],
-        "total_s": total,
-        "amp_ssim": m["amplitude"]["ssim"], "amp_psnr": m["amplitude"]["psnr"], "amp_frc50": m["amplitude"]["frc50"],
-        "phase_ssim": m["phase"]["ssim"], "phase_psnr": m["phase"]["psnr"], "phase_frc50": m["phase"]["frc50"],
-        "final_loss": rec.metadata["history"]["loss"][-1],
-    }
-    print("RESULT " + json.dumps(row))
+    metrics = rec.metadata["metrics"]
+    for passes, m in [(0, metrics.get("network", metrics))] + ([(refine, metrics)] if refine else []):
+        row = {
+            "backend": args.worker,
+            "refine": passes,
+            "epochs": rec.metadata["epochs"],
+            "gridsize": cfg.model.gridsize,
+            "n_filters_scale": cfg.model.n_filters_scale,
+            "batch_size": cfg.batch_size,
+            "n_positions": sim.n_positions,
+            "train_s": t.get("train_s", float("nan")),
+            "infer_stitch_s": t["infer_s"] + t["stitch_s"],
+            "refine_s": t.get("refine_s", 0.0) if passes else 0.0,
+            "total_s": total,
+            "final_loss": rec.metadata["history"]["loss"][-1],
+            **_scores(m),
+        }
+        print("RESULT " + json.dumps(row))
+
+
+def _scores(m: dict) -> dict:
+    """The table's figures from a ptycho-data metrics dict."""
+    return {f"{short}_{key}": m[part][key] for short, part in (("amp", "amplitude"), ("phase", "phase"))
+            for key in ("ssim", "psnr", "frc50")}
+
+
+def flat_start_row(data: Path, passes: int, seed: int) -> dict:
+    """The refinement alone: ``passes`` passes from a flat object (no network), same data and metrics."""
+    import numpy as np
+
+    from ptycho_core.refine import refine_object
+    from ptycho_data.metrics import evaluate_reconstruction
+    from ptycho_data.npz import load_dataset
+
+    ds = load_dataset(data)
+    res = refine_object(np.ones(ds.object.shape, np.complex64), (0, 0), ds.diffraction, ds.positions, ds.probe,
+                        passes, seed=seed, progress=False)
+    m = evaluate_reconstruction(res.object, ds.object, ds.positions)
+    nan = float("nan")
+    return {"backend": "refine only (flat start)", "refine": passes, "epochs": 0, "train_s": nan,
+            "infer_stitch_s": nan, "refine_s": res.seconds, **_scores(m)}
 
 
 def table(rows: list[dict]) -> str:
-    head = ("backend", "epochs", "train s", "infer+stitch s", "amp SSIM", "amp PSNR", "amp FRC50",
-            "phase SSIM", "phase PSNR", "phase FRC50")
+    head = ("backend", "refine passes", "epochs", "train s", "infer+stitch s", "refine s", "amp SSIM", "amp PSNR",
+            "amp FRC50", "phase SSIM", "phase PSNR", "phase FRC50")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = (r["backend"], str(r["epochs"]), f"{r['train_s']:.1f}", f"{r['infer_stitch_s']:.2f}",
+        cells = (r["backend"], str(r["refine"]), str(r["epochs"]), f"{r['train_s']:.1f}",
+                 f"{r['infer_stitch_s']:.2f}", f"{r['refine_s']:.1f}",
                  f"{r['amp_ssim']:.3f}", f"{r['amp_psnr']:.1f}", f"{r['amp_frc50']:.2f}",
                  f"{r['phase_ssim']:.3f}", f"{r['phase_psnr']:.1f}", f"{r['phase_frc50']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -104,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, help="batch size (default: the CPU preset's, 4)")
     p.add_argument("--gridsize", type=int, help="gridsize (default: the CPU preset's, 2)")
     p.add_argument("--n-filters-scale", type=int, help="n_filters_scale (default: the CPU preset's, 1)")
+    p.add_argument("--refine-iterations", type=int,
+                   help="refinement passes after stitching (default: the CPU preset's, 10; 0 = network only)")
     p.add_argument("--no-preset", action="store_true",
                    help="use the plain TrainingConfig/ModelConfig defaults instead of the CPU preset")
     p.add_argument("--n-positions", type=int, default=256, help="scan positions of the simulation (default 256)")
@@ -127,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, __file__, "--worker", backend, "--output-dir", str(base / backend),
                    "--n-positions", str(args.n_positions), "--nphotons", str(args.nphotons), "--seed", str(args.seed)]
             for flag, value in (("--nepochs", args.nepochs), ("--batch-size", args.batch_size),
-                                ("--gridsize", args.gridsize), ("--n-filters-scale", args.n_filters_scale)):
+                                ("--gridsize", args.gridsize), ("--n-filters-scale", args.n_filters_scale),
+                                ("--refine-iterations", args.refine_iterations)):
                 if value is not None:
                     cmd += [flag, str(value)]
             if args.no_preset:
@@ -142,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             if proc.returncode != 0 or not lines:
                 print(f"[{backend}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
                 return 1
-            rows.append(json.loads(lines[-1][len("RESULT "):]))
+            rows += [json.loads(line[len("RESULT "):]) for line in lines]
+        passes = max(r["refine"] for r in rows)
+        if passes:
+            rows.append(flat_start_row(base / args.backend[0] / "simulated.npz", passes, args.seed))
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}; simulation seed {args.seed}, {args.n_positions} positions, "
           f"{args.nphotons:g} photons; gridsize {rows[0]['gridsize']}, n_filters_scale "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import numpy as np
 import pytest
 
@@ -101,3 +102,38 @@ def test_cli_missing_file_is_one_line_exit_2(installed_dummy, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "nope.npz" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_refinement_after_stitching(installed_dummy, small_dataset_path, tmp_path):
+    cfg = TrainingConfig(backend="dummy", train_data_file=small_dataset_path, output_dir=tmp_path / "plain",
+                         nepochs=1)
+    plain = workflow.run(cfg)
+    cfg = attrs.evolve(cfg, output_dir=tmp_path / "refined")
+    refined = workflow.run(cfg, workflow.inference_config_for(cfg, refine_iterations=5))
+    info = refined.metadata["refine"]
+    assert info["iterations"] == 5 and len(info["misfit"]) == 6 and info["misfit"][-1] < 0.5 * info["misfit"][0]
+    np.testing.assert_array_equal(info["network_object"], plain.object)  # same network output before refining
+    assert refined.object.shape == plain.object.shape and refined.origin == plain.origin
+    metrics = json.loads((tmp_path / "refined" / "metrics.json").read_text())
+    assert metrics["amplitude"]["mae"] < metrics["network"]["amplitude"]["mae"]
+    assert metrics["phase"]["mae"] < metrics["network"]["phase"]["mae"]
+    with np.load(tmp_path / "refined" / "reconstruction.npz", allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["network_object"], plain.object)
+        np.testing.assert_array_equal(f["object"], refined.object)
+    summary = json.loads((tmp_path / "refined" / "summary.json").read_text())
+    assert summary["refine"]["misfit"] == info["misfit"] and "refine_s" in summary["timings"]
+
+
+def test_cli_refine_iterations(installed_dummy, small_dataset_path, tmp_path, capsys):
+    assert cli.main(["run", "--backend", "dummy", "--train-data", str(small_dataset_path), "--output-dir",
+                     str(tmp_path / "r"), "--nepochs", "1", "--refine-iterations", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "refined 2 passes in" in out and "network amplitude" in out
+    assert cli.main(["infer", "--model-path", str(tmp_path / "r" / "model"), "--test-data", str(small_dataset_path),
+                     "--output-dir", str(tmp_path / "i"), "--refine-iterations", "1"]) == 0
+    assert "refined 1 pass in" in capsys.readouterr().out
+    code = cli.main(["run", "--backend", "dummy", "--train-data", str(small_dataset_path), "--output-dir",
+                     str(tmp_path / "bad"), "--refine-iterations", "-1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "refine_iterations" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()

@@ -110,12 +110,19 @@ def _print_paths(rec: Any) -> None:
     print(f"backend: {rec.metadata['backend']}")
     for key, value in paths.items():
         print(f"  {key:<15} {value}")
+    refined = rec.metadata.get("refine")
+    if refined:
+        n = refined["iterations"]
+        print(f"  refined {n} pass{'' if n == 1 else 'es'} in {refined['seconds']:.1f} s: amplitude misfit "
+              f"{refined['misfit'][0]:.3g} -> {refined['misfit'][-1]:.3g}")
     metrics = rec.metadata.get("metrics")
     if metrics:
-        for part in ("amplitude", "phase"):
-            m = metrics.get(part, {})
-            if m:
-                print(f"  {part:<9} " + "  ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+        for label, part_metrics in (("network ", metrics.get("network")), ("", metrics)):
+            for part in ("amplitude", "phase") if part_metrics else ():
+                m = part_metrics.get(part, {})
+                if m:
+                    print(f"  {label + part:<17} " + "  ".join(f"{k}={v:.4g}" for k, v in m.items()
+                                                            if isinstance(v, float)))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -143,10 +150,18 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_inference_config(args: argparse.Namespace, cfg: TrainingConfig) -> InferenceConfig:
+    """The inference settings of ``ptycho run``/``demo``: those of ``cfg`` plus ``--refine-iterations``."""
+    from ptycho_core import workflow
+
+    return workflow.inference_config_for(cfg, refine_iterations=getattr(args, "refine_iterations", 0))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ptycho_core import workflow
 
-    _print_paths(workflow.run(_config_from_args(args, TrainingConfig)))
+    cfg = _config_from_args(args, TrainingConfig)
+    _print_paths(workflow.run(cfg, _run_inference_config(args, cfg)))
     return 0
 
 
@@ -157,8 +172,9 @@ DEMO_NEPOCHS = 30
 #: unless a flag or --config sets them. Measured on the default simulation (docs/benchmarks.md):
 #: gridsize 2 (the overlap constraint inside each group) reconstructs the phase far better than
 #: gridsize 1 at the same cost (a group of 4 is one 4-channel sample); n_filters_scale 1 makes
-#: each step ~3x cheaper than 2; batch 4 gives 4x the optimiser steps per epoch of batch 16.
-CPU_PRESET = {"gridsize": 2, "n_filters_scale": 1, "batch_size": 4}
+#: each step ~3x cheaper than 2; batch 4 gives 4x the optimiser steps per epoch of batch 16;
+#: 10 passes of iterative refinement (~1-2 s) take the network's output to the data.
+CPU_PRESET = {"gridsize": 2, "n_filters_scale": 1, "batch_size": 4, "refine_iterations": 10}
 
 
 def apply_cpu_preset(args: argparse.Namespace) -> list[str]:
@@ -187,7 +203,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_dataset(simulate_dataset(sim), data_path)
     cfg = attrs.evolve(cfg, train_data_file=data_path, output_dir=out)
-    rec = workflow.run(cfg)
+    rec = workflow.run(cfg, _run_inference_config(args, cfg))
     _print_paths(rec)
     print(f"images and metrics are in {out.resolve()}")
     return 0
@@ -230,6 +246,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_refine_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--refine-iterations", dest="refine_iterations", type=int, default=argparse.SUPPRESS,
+                        metavar="REFINE_ITERATIONS", help=_field_doc(InferenceConfig, "refine_iterations"))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the workflow subcommands to the ``ptycho`` parser."""
     p = sub.add_parser("train", help="train a model and save its bundle", description="Train a model.")
@@ -250,6 +271,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train, save, load, infer, stitch and write images + metrics",
                        description="The main job: train -> save -> load -> infer -> stitch -> images and metrics.")
     _common(p, TrainingConfig)
+    _add_refine_flag(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("demo", help="simulate a dataset from the embedded defaults and run the main job on it",
@@ -258,6 +280,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        + ", ".join(f"{k} {v}" for k, v in CPU_PRESET.items())
                        + " unless flags or --config say otherwise.")
     _common(p, TrainingConfig)
+    _add_refine_flag(p)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("evaluate", help="metrics of a reconstruction against ground truth",

@@ -232,6 +232,8 @@ class InferenceConfig:
     """Backend id; must be the backend of the model bundle."""
     accelerator: str = attrs.field(default="auto", validator=_one_of(("auto", "cpu", "gpu")))
     """Where to predict: 'auto', 'cpu' or 'gpu'."""
+    refine_iterations: int = attrs.field(default=0, validator=_int_at_least(0))
+    """Passes of iterative refinement after stitching (NumPy, probe fixed; physics.md s8); 0 = the network's output."""
 
     def __attrs_post_init__(self) -> None:
         if self.stitch_crop > self.model.N:

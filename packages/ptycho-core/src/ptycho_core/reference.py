@@ -9,7 +9,8 @@ Implements the non-learned parts of physics.md exactly as docs/conventions.md fi
 - the physics layer inside training (s3): :func:`merge_patches`, :func:`extract_from_canvas`,
   :func:`physics_forward`, :func:`poisson_nll`, :func:`total_loss`;
 - stitching (s4): :func:`canvas_geometry`, :func:`apply_flips`, :func:`crop_center`,
-  :func:`reassemble`, :func:`reassemble_loop`.
+  :func:`reassemble`, :func:`reassemble_loop`, :func:`splat_sum` (the adjoint of
+  :func:`extract_patches`, used by :mod:`ptycho_core.refine`).
 
 Only NumPy is used. Computation runs in float64 / complex128; arrays are returned as
 float32 / complex64. The code lives in ``reference_sampling``, ``reference_physics``,
@@ -49,6 +50,7 @@ from ptycho_core.reference_stitch import (
     crop_center,
     reassemble,
     reassemble_loop,
+    splat_sum,
 )
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
     "reassemble",
     "reassemble_loop",
     "sample_bilinear",
+    "splat_sum",
     "total_loss",
     "translate",
 ]

@@ -175,6 +175,25 @@ def reassemble(patches, positions, crop_size: int, canvas_shape, origin, *, retu
         ``(object, coverage)`` where coverage is (H, W) float32.
     """
     crops, rows0, cols0, H, W = _prepare(patches, positions, crop_size, canvas_shape, origin)
+    total, cov = _splat_sums(crops, rows0, cols0, H, W)
+    return _finish(total, cov, return_coverage)
+
+
+def splat_sum(patches, positions, canvas_shape, origin) -> tuple[np.ndarray, np.ndarray]:
+    """The un-normalised bilinear splat of whole patches: the adjoint of :func:`extract_patches`.
+
+    Same geometry as :func:`reassemble` with ``crop_size = N`` (patch pixel ``(i, j)`` of a patch
+    at ``(x, y)`` lands at canvas ``(y - y0 - N//2 + i, x - x0 - N//2 + j)``), but the sums are
+    returned as they are: ``(total, coverage)``, complex128 and float64 (H, W).
+    """
+    a = _check_image(patches, "patches", min_ndim=3, max_ndim=3)
+    crops, rows0, cols0, H, W = _prepare(a, positions, a.shape[-1], canvas_shape, origin)
+    return _splat_sums(crops, rows0, cols0, H, W)
+
+
+def _splat_sums(crops: np.ndarray, rows0: np.ndarray, cols0: np.ndarray, H: int,
+                W: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the bilinear splats of ``crops`` (P, M, M) at canvas rows/cols ``rows0``/``cols0`` of pixel 0."""
     base_r, base_c = np.floor(rows0), np.floor(cols0)
     fr, fc = rows0 - base_r, cols0 - base_c
     base_r, base_c = base_r.astype(np.int64), base_c.astype(np.int64)
@@ -194,7 +213,7 @@ def reassemble(patches, positions, crop_size: int, canvas_shape, origin, *, retu
         re += np.bincount(idx, weights=block.real.ravel(), minlength=H * W)
         im += np.bincount(idx, weights=block.imag.ravel(), minlength=H * W)
         cov += np.bincount(idx, weights=weight.ravel(), minlength=H * W)
-    return _finish((re + 1j * im).reshape(H, W), cov.reshape(H, W), return_coverage)
+    return (re + 1j * im).reshape(H, W), cov.reshape(H, W)
 
 
 def _splat_blocks(crops: np.ndarray, fr: np.ndarray, fc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

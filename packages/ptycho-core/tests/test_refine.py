@@ -1,0 +1,120 @@
+"""Iterative refinement (ptycho_core.refine) and the splat adjoint it is built on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ptycho_core import reference
+from ptycho_core.errors import ConfigError, DataError
+from ptycho_core.refine import refine_object
+
+N = 32
+
+
+def _scan(seed: int = 0):
+    """A small, fully known scan: smooth complex object, defocused disk probe, jittered raster."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:80, 0:80] / 80.0
+    amp = 0.75 + 0.2 * np.sin(2 * np.pi * 3 * xx) * np.cos(2 * np.pi * 2 * yy)
+    phase = 0.8 * np.sin(2 * np.pi * (2 * xx + yy)) + 0.3 * np.cos(2 * np.pi * 4 * yy)
+    obj = (amp * np.exp(1j * phase)).astype(np.complex128)
+    ky, kx = np.mgrid[-N // 2:N // 2, -N // 2:N // 2]
+    pupil = (kx**2 + ky**2 <= (3 * N / 16) ** 2) * np.exp(1j * 4.0 * (kx**2 + ky**2) / (N / 4) ** 2)
+    probe = np.fft.ifft2(np.fft.ifftshift(pupil)) * 40.0
+    probe = np.fft.fftshift(probe)
+    grid = np.arange(24, 57, 4, dtype=np.float64)
+    pos = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2) + rng.uniform(-0.5, 0.5, (grid.size**2, 2))
+    diffraction = reference.diffract(reference.extract_patches(obj, pos, N) * probe).astype(np.float64)
+    return obj, pos, probe, diffraction
+
+
+def _error(estimate: np.ndarray, truth: np.ndarray, box: tuple[slice, slice]) -> float:
+    """Relative error after removing the best global complex factor, inside ``box``."""
+    a, b = estimate[box].ravel(), truth[box].ravel()
+    c = np.vdot(a, b) / np.vdot(a, a)
+    return float(np.linalg.norm(c * a - b) / np.linalg.norm(b))
+
+
+def test_splat_sum_is_the_adjoint_of_extract_patches():
+    rng = np.random.default_rng(3)
+    obj = rng.standard_normal((50, 60)) + 1j * rng.standard_normal((50, 60))
+    pos = rng.uniform(5, 45, (7, 2))
+    patches = rng.standard_normal((7, 16, 16)) + 1j * rng.standard_normal((7, 16, 16))
+    extracted = reference.extract_patches(obj, pos, 16).astype(np.complex128)
+    splat, coverage = reference.splat_sum(patches, pos, obj.shape, (0, 0))
+    assert np.vdot(patches, extracted) == pytest.approx(np.vdot(splat, obj), rel=1e-6)
+    # with the normalisation, the same geometry as reassemble with a full-patch crop
+    stitched = reference.reassemble(patches, pos, 16, obj.shape, (0, 0))
+    np.testing.assert_allclose(stitched, splat / (coverage + reference.COVERAGE_EPS), rtol=1e-5, atol=1e-5)
+
+
+def test_refinement_recovers_the_object_from_a_poor_guess():
+    obj, pos, probe, diffraction = _scan()
+    box = (slice(24, 57), slice(24, 57))  # the scanned region
+    guess = np.ones_like(obj) * 3.0  # flat, and three times too bright
+    res = refine_object(guess, (0, 0), diffraction, pos, probe, 30, batch_size=16)
+    assert res.object.shape == obj.shape and res.object.dtype == np.complex64
+    assert len(res.misfit) == 31
+    assert res.misfit[-1] < 0.01 * res.misfit[0]
+    assert _error(res.object, obj, box) < 0.01 < 0.5 < _error(guess, obj, box)
+
+
+def test_exact_guess_up_to_scale_is_a_fixed_point():
+    obj, pos, probe, diffraction = _scan()
+    res = refine_object(2.0 * obj, (0, 0), diffraction, pos, probe, 3)
+    assert res.scale == pytest.approx(0.5, rel=1e-5)
+    assert res.misfit[0] < 1e-9 and res.misfit[-1] < 1e-9
+    np.testing.assert_allclose(res.object, obj, atol=1e-4)
+
+
+def test_zero_passes_return_the_scaled_guess_on_its_own_canvas():
+    obj, pos, probe, diffraction = _scan()
+    part = obj[20:60, 10:70] * 4.0  # a canvas that covers only part of the scan, at origin (10, 20)
+    res = refine_object(part, (10, 20), diffraction, pos, probe, 0)
+    assert res.object.shape == part.shape and len(res.misfit) == 1
+    np.testing.assert_allclose(res.object, part * res.scale, rtol=1e-5)
+    assert 0.0 < res.scale < 1.0
+
+
+def test_unstitched_pixels_start_at_the_mean_and_a_lazy_reader_gives_the_same_result():
+    obj, pos, probe, diffraction = _scan()
+    guess = obj.copy()
+    guess[:30] = 0  # nothing stitched there
+
+    class Lazy:
+        def __init__(self, a):
+            self.diffraction = a
+            self.reads = 0
+
+        def read(self, idx):
+            self.reads += 1
+            return self.diffraction[np.asarray(idx)].astype(np.float32)
+
+    lazy = Lazy(diffraction)
+    a = refine_object(guess, (0, 0), diffraction.astype(np.float32), pos, probe, 2, batch_size=20)
+    b = refine_object(guess, (0, 0), lazy, pos, probe, 2, batch_size=20)
+    np.testing.assert_array_equal(a.object, b.object)
+    assert lazy.reads == 2 * 5 + 2 * 5  # scale + misfit passes, then 2 refinement passes, 5 blocks each
+    assert np.all(np.isfinite(a.object)) and a.misfit[-1] < a.misfit[0]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"iterations": -1}, ConfigError, "iterations"),
+    ({"iterations": 2.5}, ConfigError, "iterations"),
+    ({"batch_size": 0}, ConfigError, "batch_size"),
+    ({"step": 3.0}, ConfigError, "step"),
+    ({"initial": np.zeros((80, 80), complex)}, DataError, "initial.*zero everywhere"),
+    ({"initial": np.full((80, 80), np.nan, complex)}, DataError, "initial"),
+    ({"diffraction": np.ones((5, N, N))}, DataError, "diffraction: expected shape"),
+    ({"diffraction": -np.ones((81, N, N))}, DataError, "non-negative"),
+    ({"probe": np.ones((N, N + 1))}, DataError, "probe"),
+    ({"positions": np.ones((81, 3))}, DataError, "positions"),
+])
+def test_bad_input_is_named(kwargs, error, match):
+    obj, pos, probe, diffraction = _scan()
+    args = {"initial": obj, "origin": (0, 0), "diffraction": diffraction, "positions": pos, "probe": probe,
+            "iterations": 1, **kwargs}
+    with pytest.raises(error, match=match):
+        refine_object(args.pop("initial"), args.pop("origin"), args.pop("diffraction"), args.pop("positions"),
+                      args.pop("probe"), args.pop("iterations"), **args)
