@@ -7,7 +7,7 @@ the scanned object and prints one table: backend, epochs, train time, inference 
 amplitude / phase SSIM, PSNR and FRC50 against the ground truth (ptycho-data metrics, after
 phase-plane removal and amplitude scaling, on the scanned region).
 
-With refinement passes (``--refine-iterations``, default 10 from the CPU preset) each backend
+With refinement passes (``--refine-iterations``, default 20 from the CPU preset) each backend
 gets two rows: the network's stitched output, and the same after the iterative refinement of
 ``ptycho_core.refine`` (physics.md s8). A third kind of row, ``refine only``, runs the same
 number of passes from a flat start (no network), so the network's share is visible.
@@ -20,7 +20,7 @@ figures; asserts nothing. Examples::
     python benchmarks/quality.py --json quality.json --keep-outputs out/
 
 By default it trains with the CPU preset of ``ptycho demo`` (``ptycho_core.cli_workflow.CPU_PRESET``:
-gridsize 2, n_filters_scale 1, batch 4, 10 refinement passes) and the default TrainingConfig
+gridsize 2, n_filters_scale 1, batch 4, 20 refinement passes) and the default TrainingConfig
 epochs (40; the demo trains 30); ``--no-preset`` uses the plain config defaults (no refinement).
 """
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gridsize", type=int, help="gridsize (default: the CPU preset's, 2)")
     p.add_argument("--n-filters-scale", type=int, help="n_filters_scale (default: the CPU preset's, 1)")
     p.add_argument("--refine-iterations", type=int,
-                   help="refinement passes after stitching (default: the CPU preset's, 10; 0 = network only)")
+                   help="refinement passes after stitching (default: the CPU preset's, 20; 0 = network only)")
     p.add_argument("--no-preset", action="store_true",
                    help="use the plain TrainingConfig/ModelConfig defaults instead of the CPU preset")
     p.add_argument("--n-positions", type=int, default=256, help="scan positions of the simulation (default 256)")

@@ -173,6 +173,18 @@ def test_direct_reconstruct_improves_phase_over_initial_guess(synthetic, trained
     assert after < before, (after, before)
 
 
+def test_refine_iterations_setting_lowers_the_phase_error(synthetic, trained):
+    library, reconstructor = trained["library"], trained["reconstructor"]
+    truth = _truth_phase()
+    plain = next(iter(reconstructor.reconstruct(synthetic["input"]))).product.object_.get_layer(0)
+    library.settings.refine_iterations.set_value(10)
+    try:
+        refined = next(iter(reconstructor.reconstruct(synthetic["input"]))).product.object_.get_layer(0)
+    finally:
+        library.settings.refine_iterations.set_value(0)
+    assert _phase_error(refined, truth) < 0.5 * _phase_error(plain, truth)
+
+
 def test_save_and_load_model_round_trip(trained, synthetic, tmp_path):
     rec = trained["reconstructor"]
     rec.save_model(tmp_path / "copy")

@@ -69,6 +69,7 @@ class PtychoSettings:
         self.validation_fraction = group.create_real_parameter("ValidationFraction", 0.1, minimum=0.0, maximum=0.5)
         self.stitch_crop = group.create_integer_parameter("StitchCrop", 20, minimum=1)
         self.seed = group.create_integer_parameter("Seed", 42, minimum=0)
+        self.refine_iterations = group.create_integer_parameter("RefineIterations", 0, minimum=0)
 
     def training_config(self, backend: str, dataset: Dataset, output_dir: Path) -> TrainingConfig:
         """A :class:`TrainingConfig` for ``dataset`` (pattern size and photon count taken from it)."""
@@ -125,9 +126,12 @@ class PtychoReconstructor(TrainableReconstructor):
                             f"{model.model_config.N} patterns, got {dataset.N} x {dataset.N}")
         config = InferenceConfig(model=model.model_config, backend=self._backend,
                                  stitch_crop=min(self._settings.stitch_crop.get_value(), dataset.N),
-                                 seed=self._settings.seed.get_value())
+                                 seed=self._settings.seed.get_value(),
+                                 refine_iterations=self._settings.refine_iterations.get_value())
         result = workflow.predict(model, dataset, config)
         rec = workflow.stitch(result, config, self._backend, dataset.object.shape)
+        if config.refine_iterations:
+            rec = workflow.refine(rec, dataset, config)
         coverage = _coverage(result.positions, result.patches.shape[1], config, dataset.object.shape)
         obj = np.where(coverage > 0, rec.object, dataset.object)
         self._log.info("reconstructed %d patterns with ptycho backend %r", dataset.n, self._backend)

@@ -17,19 +17,18 @@ picks whichever of the two files matches. Weights that are no longer finite are 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ptycho_core import training_log
 from ptycho_core.errors import ConfigError
 from ptycho_tf._env import keras
 
@@ -38,25 +37,7 @@ WEIGHTS_FILE = "last.weights.h5"
 PREVIOUS_FILE = "previous.weights.h5"
 
 
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then ``os.replace`` it onto ``path``.
-
-    The temporary name keeps the suffixes of ``path`` (Keras checks for ``.weights.h5``).
-    A failure part-way leaves the previous file intact and removes the temporary one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+atomic_write = training_log.atomic_write
 
 
 def sha256_file(path: Path) -> str:
@@ -239,36 +220,8 @@ def read_checkpoint(resume_from: str | os.PathLike) -> tuple[dict, Path]:
 def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float]]) -> None:
     """Make the Keras CSV log of an interrupted run end at ``start_epoch`` completed epochs, before appending.
 
-    Rows of epochs at or after ``start_epoch`` (run after the checkpoint, or a torn last line)
-    are dropped; rows missing before it are rebuilt from the checkpoint's ``history``. The
-    file is rewritten atomically.
+    :func:`ptycho_core.training_log.continue_csv_log` with the columns of Keras' ``CSVLogger``.
     """
-    path = Path(path)
-    rows: dict[int, dict[str, str]] = {}
-    fields = ["epoch", "intensity_scale", "learning_rate", "loss"]
-    if path.is_file():
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = list(reader.fieldnames or fields)
-            for row in reader:
-                try:
-                    epoch = int(row.get("epoch") or "")
-                except ValueError:
-                    continue
-                if 0 <= epoch < start_epoch and None not in row.values():
-                    rows[epoch] = row
-    columns = {"loss": "loss", "intensity_scale": "intensity_scale", "learning_rate": "lr"}
-    for epoch in range(start_epoch):
-        if epoch not in rows:
-            rows[epoch] = {"epoch": str(epoch)}
-            for field, key in columns.items():
-                values = history.get(key, [])
-                rows[epoch][field] = repr(float(values[epoch])) if epoch < len(values) else ""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore", restval="")
-            writer.writeheader()
-            writer.writerows(rows[e] for e in sorted(rows))
-
-    atomic_write(path, write)
+    training_log.continue_csv_log(path, start_epoch, history,
+                                  fields=["epoch", "intensity_scale", "learning_rate", "loss"],
+                                  columns={"loss": "loss", "intensity_scale": "intensity_scale", "learning_rate": "lr"})

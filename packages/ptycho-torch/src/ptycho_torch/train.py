@@ -15,7 +15,6 @@ appends to the newest ``logs/version_*/metrics.csv``, cut back to the checkpoint
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 import time
@@ -31,6 +30,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from ptycho_core import training_log
 from ptycho_core.config import TrainingConfig
 from ptycho_core.contracts import GroupedData, ModelHandle, TrainResult
 from ptycho_core.errors import ConfigError, TrainingDivergedError
@@ -115,43 +115,14 @@ class History(Callback):
 
 
 def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float]]) -> None:
-    """Make the CSV log of an interrupted run end at ``start_epoch`` completed epochs, before appending.
+    """Make Lightning's CSV log of an interrupted run end at ``start_epoch`` completed epochs, before appending.
 
-    Rows of epochs at or after ``start_epoch`` (run after the checkpoint, or a torn last line)
-    are dropped; epochs missing before it are rebuilt from the checkpoint's ``history``
-    (``step`` left empty). The file is rewritten atomically.
+    :func:`ptycho_core.training_log.continue_csv_log` with Lightning's columns (``step`` of
+    rebuilt rows left empty).
     """
-    path = Path(path)
-    rows: dict[int, dict[str, str]] = {}
-    fields = ["epoch", "intensity_scale", "step", "train_loss"]
-    if path.is_file():
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = list(reader.fieldnames or fields)
-            for row in reader:
-                try:
-                    epoch = int(row.get("epoch") or "")
-                except ValueError:
-                    continue
-                if 0 <= epoch < start_epoch and None not in row.values():
-                    rows[epoch] = row
-    for epoch in range(start_epoch):
-        if epoch not in rows:
-            rows[epoch] = {"epoch": str(epoch)}
-            for field, key in (("train_loss", "loss"), ("intensity_scale", "intensity_scale")):
-                values = history.get(key, [])
-                rows[epoch][field] = repr(float(values[epoch])) if epoch < len(values) else ""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore", restval="")
-            writer.writeheader()
-            writer.writerows(rows[e] for e in sorted(rows))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    training_log.continue_csv_log(path, start_epoch, history,
+                                  fields=["epoch", "intensity_scale", "step", "train_loss"],
+                                  columns={"train_loss": "loss", "intensity_scale": "intensity_scale"})
 
 
 def _log_version(out: Path, resume: bool) -> int | None:
