@@ -7,6 +7,7 @@ import json
 import attrs
 import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from ptycho_core import bundle, cli, workflow
 from ptycho_core.config import InferenceConfig, TrainingConfig
@@ -122,6 +123,8 @@ def test_refinement_after_stitching(installed_dummy, small_dataset_path, tmp_pat
         np.testing.assert_array_equal(f["object"], refined.object)
     summary = json.loads((tmp_path / "refined" / "summary.json").read_text())
     assert summary["refine"]["misfit"] == info["misfit"] and "refine_s" in summary["timings"]
+    widths = [imread(tmp_path / d / "comparison.png").shape[1] for d in ("plain", "refined")]
+    assert widths[1] > 1.3 * widths[0]  # truth | network | refined, against truth | reconstruction
 
 
 def test_cli_refine_iterations(installed_dummy, small_dataset_path, tmp_path, capsys):

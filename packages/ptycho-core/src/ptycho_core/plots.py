@@ -60,19 +60,30 @@ def save_loss(history: dict[str, list[float]], path: Path) -> Path:
     return _save(fig, Path(path))
 
 
-def save_comparison(reconstruction: np.ndarray, truth: np.ndarray, path: Path, metrics: dict | None = None) -> Path:
-    """Ground truth vs reconstruction, amplitude and phase, with SSIM in the titles."""
+def save_comparison(reconstruction: np.ndarray, truth: np.ndarray, path: Path, metrics: dict | None = None,
+                    network: np.ndarray | None = None) -> Path:
+    """Ground truth vs reconstruction, amplitude and phase, with SSIM in the titles.
+
+    With ``network`` (the network's output before refinement) a middle column shows it, scored
+    with ``metrics['network']``.
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(9, 8))
+    columns = [("ground truth", truth, None)]
+    if network is not None:
+        columns.append(("network", network, (metrics or {}).get("network")))
+        columns.append(("refined", reconstruction, metrics))
+    else:
+        columns.append(("reconstruction", reconstruction, metrics))
+    fig, axes = plt.subplots(2, len(columns), figsize=(4.5 * len(columns), 8), squeeze=False)
     rows = [("amplitude", np.abs, "gray"), ("phase", np.angle, "twilight")]
     for r, (name, fn, cmap) in enumerate(rows):
-        score = ""
-        if metrics and isinstance(metrics.get(name), dict) and "ssim" in metrics[name]:
-            score = f" (SSIM {metrics[name]['ssim']:.3f})"
-        for c, (label, img) in enumerate([("ground truth", truth), ("reconstruction" + score, reconstruction)]):
+        for c, (label, img, scores) in enumerate(columns):
+            score = ""
+            if scores and isinstance(scores.get(name), dict) and "ssim" in scores[name]:
+                score = f" (SSIM {scores[name]['ssim']:.3f})"
             ax = axes[r, c]
             im = ax.imshow(fn(img), cmap=cmap)
-            ax.set_title(f"{name}: {label}")
+            ax.set_title(f"{name}: {label}{score}")
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return _save(fig, Path(path))

@@ -336,8 +336,9 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path) -> di
         metrics_path = out / "metrics.json"
         _atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float))
         paths["metrics"] = str(metrics_path)
-        paths["comparison_png"] = str(plots.save_comparison(rec.object, dataset.object, out / "comparison.png",
-                                                            metrics))
+        paths["comparison_png"] = str(plots.save_comparison(
+            rec.object, dataset.object, out / "comparison.png", metrics,
+            network=refined["network_object"] if refined else None))
     rec.metadata["paths"] = paths
     summary = {k: v for k, v in rec.metadata.items() if k in ("backend", "timings", "epochs", "paths", "n_patches")}
     if refined:
