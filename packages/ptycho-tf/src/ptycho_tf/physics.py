@@ -91,6 +91,23 @@ def _flat_offsets(offsets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.reshape(off[..., 0], [-1]), tf.reshape(off[..., 1], [-1])
 
 
+def _translated_window(N: int, S: int, L: int, dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
+    """``T(pad(w))`` for ``L`` shifts, (L, S, S) float32, from the window's two 1-D profiles.
+
+    The window is separable (``w = u v^T`` with ``u = v`` the 1-D box) and the bilinear
+    translation shifts rows and columns independently, so ``T(pad(w)) = T_y(u) T_x(v)^T``: two
+    1-D shifts and an outer product instead of a 2-D translation (the window is not learned,
+    so nothing here needs a gradient).
+    """
+    lo = (S - N) // 2
+    box = np.zeros(S, dtype=np.float32)
+    box[lo + N // 4: lo + 3 * N // 4] = 1.0
+    profile = tf.broadcast_to(tf.constant(box), [L, S])
+    rows = _shift_axis(profile[:, :, None], dy, 1)  # (L, S, 1)
+    cols = _shift_axis(profile[:, None, :], dx, 2)  # (L, 1, S)
+    return rows * cols
+
+
 def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int) -> tf.Tensor:
     """Merge the C patches of each group onto its own canvas (conventions s3.1).
 
@@ -117,8 +134,7 @@ def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int) -> tf.Tensor:
     flat = tf.reshape(tf.transpose(patches, [0, 3, 1, 2]), [-1, N, N])  # (B*C, N, N), group-major
     dx, dy = _flat_offsets(offsets)
     num = translate(_pad_to(flat * tf.cast(w, flat.dtype), N, S), dx, dy)
-    wpad = _pad_to(tf.broadcast_to(w, [B * C, N, N]), N, S)
-    den = translate(wpad, dx, dy)
+    den = _translated_window(N, S, B * C, dx, dy)
     num = tf.reduce_sum(tf.reshape(num, [B, C, S, S]), axis=1)
     den = tf.reduce_sum(tf.reshape(den, [B, C, S, S]), axis=1)
     return num / tf.cast(den + MERGE_EPS, num.dtype)
