@@ -157,22 +157,19 @@ def refine_object(initial: Any, origin: Any, diffraction: Any, positions: Any, p
     local = pos - np.array([x0, y0], dtype=np.float64)  # positions on the work canvas
 
     blocks = [np.arange(s, min(s + batch_size, len(pos))) for s in range(0, len(pos), batch_size)]
-    num = den = 0.0
-    misfit_num = misfit_den = 0.0
+    cross = power = measured = 0.0
     for idx in blocks:  # least-squares scale of the starting guess
         amp = np.abs(_far_field(extract_patches(work, local[idx], N).astype(np.complex128) * P))
         A = read(idx)
-        num, den = num + float(np.sum(A * amp)), den + float(np.sum(amp * amp))
-    if not den > 0:
+        cross += float(np.sum(A * amp))
+        power += float(np.sum(amp * amp))
+        measured += float(np.sum(A * A))
+    if not power > 0:
         raise DataError("initial: the starting guess gives no diffracted intensity with this probe")
-    scale = num / den
+    scale = cross / power
     work *= scale
-    for idx in blocks:  # misfit of the scaled guess (second cheap pass keeps memory at one block)
-        A = read(idx)
-        amp = np.abs(_far_field(extract_patches(work, local[idx], N).astype(np.complex128) * P))
-        misfit_num += float(np.sum((amp - A) ** 2))
-        misfit_den += float(np.sum(A * A))
-    misfit = [misfit_num / max(misfit_den, 1e-300)]
+    # misfit of the scaled guess from the same sums: sum((s amp - A)^2) = sum(A^2) - cross^2 / power
+    misfit = [max(measured - cross * cross / power, 0.0) / max(measured, 1e-300)]
 
     rng = np.random.default_rng(seed)
     probe_power = np.abs(P) ** 2
