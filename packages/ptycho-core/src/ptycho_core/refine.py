@@ -35,6 +35,7 @@ import attrs
 import numpy as np
 
 from ptycho_core.errors import ConfigError, DataError
+from ptycho_core.reference_physics import _far_field
 from ptycho_core.reference_sampling import extract_patches
 from ptycho_core.reference_stitch import canvas_geometry, splat_sum
 
@@ -79,12 +80,8 @@ def _reader(diffraction: Any, n: int, N: int) -> Any:
     return lambda idx: a[idx].astype(np.float64)
 
 
-def _far_field(psi: np.ndarray) -> np.ndarray:
-    N = psi.shape[-1]
-    return np.fft.fftshift(np.fft.fft2(psi), axes=(-2, -1)) / N
-
-
 def _near_field(far: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`ptycho_core.reference_physics._far_field` (``fftshift(fft2(psi)) / N``)."""
     N = far.shape[-1]
     return np.fft.ifft2(np.fft.ifftshift(far * N, axes=(-2, -1)))
 
@@ -176,19 +173,19 @@ def refine_object(initial: Any, origin: Any, diffraction: Any, positions: Any, p
     conj_probe = np.conj(P)
     for _ in tqdm(range(iterations), desc="refine", unit="pass", disable=not _show(progress), leave=False):
         order = rng.permutation(len(pos))
-        err = norm = 0.0
+        err = 0.0
         for s in range(0, len(order), batch_size):
             idx = np.sort(order[s:s + batch_size])
             A = read(idx)
             psi = extract_patches(work, local[idx], N).astype(np.complex128) * P
             far = _far_field(psi)
             mag = np.abs(far)
-            err, norm = err + float(np.sum((mag - A) ** 2)), norm + float(np.sum(A * A))
+            err += float(np.sum((mag - A) ** 2))
             dpsi = _near_field(A * far / np.maximum(mag, 1e-30)) - psi
             update, _ = splat_sum(conj_probe * dpsi, local[idx], work.shape, (0, 0))
             weight, _ = splat_sum(np.broadcast_to(probe_power, dpsi.shape), local[idx], work.shape, (0, 0))
             work += step * update / (weight.real + REGULARISATION * float(weight.real.max()))
-        misfit.append(err / max(norm, 1e-300))
+        misfit.append(err / max(measured, 1e-300))  # a pass visits every position once
     out = work[r0:r0 + obj0.shape[0], c0:c0 + obj0.shape[1]].astype(np.complex64)
     return RefineResult(object=out, misfit=misfit, scale=float(scale), seconds=time.perf_counter() - start)
 
@@ -197,5 +194,5 @@ def _show(progress: bool | None) -> bool:
     if progress is None:
         import sys
 
-        return sys.stderr.isatty()
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
     return bool(progress)
