@@ -101,7 +101,7 @@ def _translated_window(N: int, S: int, L: int, dx: tf.Tensor, dy: tf.Tensor) -> 
     """
     lo = (S - N) // 2
     box = np.zeros(S, dtype=np.float32)
-    box[lo + N // 4: lo + 3 * N // 4] = 1.0
+    box[lo:lo + N] = central_window(N)[N // 2]  # the window's middle row is its 1-D profile
     profile = tf.broadcast_to(tf.constant(box), [L, S])
     rows = _shift_axis(profile[:, :, None], dy, 1)  # (L, S, 1)
     cols = _shift_axis(profile[:, None, :], dx, 2)  # (L, 1, S)
