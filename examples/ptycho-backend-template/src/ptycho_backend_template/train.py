@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +37,7 @@ from ptycho_core import reference
 from ptycho_core.contracts import ModelHandle, TrainResult
 from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_core.serialize import to_dict
+from ptycho_core.training_log import atomic_write
 
 if TYPE_CHECKING:
     from ptycho_core.config import ModelConfig, TrainingConfig
@@ -102,14 +101,11 @@ def _loss_and_gradient(theta: np.ndarray, names: list[str], fixed_scale: float, 
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def _config_json(model_config: ModelConfig) -> str:

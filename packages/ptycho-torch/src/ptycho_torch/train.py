@@ -16,7 +16,6 @@ appends to the newest ``logs/version_*/metrics.csv``, cut back to the checkpoint
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -51,20 +50,14 @@ BACKEND_ID = "pytorch"
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``.
 
-    A process killed mid-write leaves the previous file intact (and at most a ``.tmp`` file).
+    A process killed mid-write leaves the previous file intact (and at most a temporary file);
+    see :func:`ptycho_core.training_log.atomic_write`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    training_log.atomic_write(path, write)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
