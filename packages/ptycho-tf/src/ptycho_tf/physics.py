@@ -6,10 +6,14 @@ float64 (the contract dtype): the bilinear weights are the fractional parts of t
 and rounding offsets of a few pixels to float32 costs ~1e-4 relative accuracy in the merge
 (the denominator is small at the window edge), against ~1e-7 when the fractions are
 formed in float64 and rounded once.
-Every operation works per group: nothing mixes the groups of a batch. Bilinear
-translation gathers the two neighbours along rows, then along columns (a translation is
-uniform, so the 4-neighbour bilinear stencil is separable), vectorised over all images
-with one shift per image; there is no Python loop over patches or groups.
+Every operation works per group: nothing mixes the groups of a batch. A translation is
+uniform, so the 4-neighbour bilinear stencil is separable: translating an image is
+``R @ img @ K^T`` with one (out, in) matrix per axis and per image, two non-zero weights per
+row (:func:`_shift_matrices`). Zero padding, cropping and the separable merge window fold
+into those matrices, so merge and extract are batched matrix products; their gradients are
+matrix products too, where a gather's gradient would be a scatter (about twice the cost of
+the whole physics step on a CPU, measured by ``benchmarks/profile_tf_step.py``). There is no
+Python loop over patches or groups.
 """
 
 from __future__ import annotations
@@ -23,22 +27,32 @@ MERGE_EPS = 1e-3
 LOG_EPS = 1e-12
 
 
-def _shift_axis(x: tf.Tensor, d: tf.Tensor, axis: int) -> tf.Tensor:
-    """Bilinear shift of real ``x`` (L, H, W) by ``d`` (L,) pixels along ``axis`` (1: rows, 2: cols), zero fill."""
-    length = tf.shape(x)[axis]
+def _shift_matrices(d: tf.Tensor, out_len: int, in_len: int, first: int, dtype) -> tf.Tensor:
+    """Bilinear translation along one axis as matrices: (L, out_len, in_len), one per shift in ``d`` (L,).
+
+    Row ``r`` of matrix ``l`` holds the weights that give output sample ``r`` of the signal
+    translated by ``d[l]`` (content moves towards higher indices): ``1 - f`` on input index
+    ``r + first + floor(-d)`` and ``f`` on the next one, with ``f = -d - floor(-d)`` formed in
+    float64 and rounded once. ``first`` folds padding and cropping into the matrix: it is the
+    output's start minus the input's start on the common axis (``-(S - N) // 2`` when an (N,)
+    signal is padded to S, ``(S - N) // 2`` when an S-long result is cropped to N). Indices
+    outside ``[0, in_len)`` get no weight, which is the zero fill of conventions s3.
+    """
+    d = tf.cast(d, tf.float64)
     base = tf.floor(-d)
-    frac = tf.cast(-d - base, x.dtype)  # exact in float64, then rounded once
-    base_i = tf.cast(base, tf.int32)
-    pos = tf.range(length)
-    out = None
-    for step, weight in ((0, 1.0 - frac), (1, frac)):
-        idx = pos[None, :] + base_i[:, None] + step  # (L, length)
-        valid = tf.logical_and(idx >= 0, idx < length)
-        w = weight[:, None] * tf.cast(valid, x.dtype)
-        gathered = tf.gather(x, tf.clip_by_value(idx, 0, length - 1), axis=axis, batch_dims=1)
-        term = gathered * (w[:, :, None] if axis == 1 else w[:, None, :])
-        out = term if out is None else out + term
-    return out
+    frac = tf.cast(-d - base, dtype)[:, None, None]
+    idx = tf.range(out_len)[None, :] + tf.cast(base, tf.int32)[:, None] + first  # (L, out_len)
+    return (tf.one_hot(idx, in_len, dtype=dtype) * (1.0 - frac)
+            + tf.one_hot(idx + 1, in_len, dtype=dtype) * frac)
+
+
+def _apply(rows: tf.Tensor, img: tf.Tensor, cols: tf.Tensor) -> tf.Tensor:
+    """``rows @ img @ cols^T`` with broadcast batch axes; complex ``img`` is done as its real and imaginary parts."""
+    if img.dtype.is_complex:
+        both = tf.stack([tf.math.real(img), tf.math.imag(img)])
+        out = tf.linalg.matmul(tf.linalg.matmul(rows, both), cols, transpose_b=True)
+        return tf.complex(out[0], out[1])
+    return tf.linalg.matmul(tf.linalg.matmul(rows, img), cols, transpose_b=True)
 
 
 def translate(img: tf.Tensor, dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
@@ -57,15 +71,12 @@ def translate(img: tf.Tensor, dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
     tf.Tensor
         ``out[l, r, c] = img[l](r - dy[l], c - dx[l])``, same shape and dtype as ``img``.
     """
-    dx = tf.cast(dx, tf.float64)
-    dy = tf.cast(dy, tf.float64)
-    if img.dtype.is_complex:
-        both = tf.concat([tf.math.real(img), tf.math.imag(img)], axis=0)
-        dx2, dy2 = tf.concat([dx, dx], axis=0), tf.concat([dy, dy], axis=0)
-        moved = _shift_axis(_shift_axis(both, dy2, 1), dx2, 2)
-        re, im = tf.split(moved, 2, axis=0)
-        return tf.complex(re, im)
-    return _shift_axis(_shift_axis(img, dy, 1), dx, 2)
+    H, W = img.shape[-2], img.shape[-1]
+    return _apply(_shift_matrices(dy, H, H, 0, _real_dtype(img)), img, _shift_matrices(dx, W, W, 0, _real_dtype(img)))
+
+
+def _real_dtype(x: tf.Tensor):
+    return x.dtype.real_dtype if x.dtype.is_complex else x.dtype
 
 
 def canvas_side(N: int, gridsize: int) -> int:
@@ -80,32 +91,9 @@ def central_window(N: int) -> np.ndarray:
     return w
 
 
-def _pad_to(x: tf.Tensor, N: int, S: int) -> tf.Tensor:
-    """Zero-pad the last two axes of (L, N, N) to (L, S, S) with ``(S - N) // 2`` before."""
-    lo = (S - N) // 2
-    return tf.pad(x, [[0, 0], [lo, S - N - lo], [lo, S - N - lo]])
-
-
 def _flat_offsets(offsets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     off = tf.cast(offsets, tf.float64)
     return tf.reshape(off[..., 0], [-1]), tf.reshape(off[..., 1], [-1])
-
-
-def _translated_window(N: int, S: int, L: int, dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
-    """``T(pad(w))`` for ``L`` shifts, (L, S, S) float32, from the window's two 1-D profiles.
-
-    The window is separable (``w = u v^T`` with ``u = v`` the 1-D box) and the bilinear
-    translation shifts rows and columns independently, so ``T(pad(w)) = T_y(u) T_x(v)^T``: two
-    1-D shifts and an outer product instead of a 2-D translation (the window is not learned,
-    so nothing here needs a gradient).
-    """
-    lo = (S - N) // 2
-    box = np.zeros(S, dtype=np.float32)
-    box[lo:lo + N] = central_window(N)[N // 2]  # the window's middle row is its 1-D profile
-    profile = tf.broadcast_to(tf.constant(box), [L, S])
-    rows = _shift_axis(profile[:, :, None], dy, 1)  # (L, S, 1)
-    cols = _shift_axis(profile[:, None, :], dx, 2)  # (L, 1, S)
-    return rows * cols
 
 
 def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int) -> tf.Tensor:
@@ -130,13 +118,18 @@ def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int) -> tf.Tensor:
     N, C = patches.shape[1], patches.shape[3]
     S = canvas_side(N, gridsize)
     B = tf.shape(patches)[0]
-    w = tf.constant(central_window(N))
-    flat = tf.reshape(tf.transpose(patches, [0, 3, 1, 2]), [-1, N, N])  # (B*C, N, N), group-major
     dx, dy = _flat_offsets(offsets)
-    num = translate(_pad_to(flat * tf.cast(w, flat.dtype), N, S), dx, dy)
-    den = _translated_window(N, S, B * C, dx, dy)
-    num = tf.reduce_sum(tf.reshape(num, [B, C, S, S]), axis=1)
-    den = tf.reduce_sum(tf.reshape(den, [B, C, S, S]), axis=1)
+    # The window is 1 on rows and columns [N/4, 3N/4) and 0 elsewhere (central_window), so
+    # T(pad(O * w)) only sees the window's square of O: padding to S and the crop to the
+    # window fold into the translation matrices (R, K), and T(pad(O * w)) = R O[win, win] K^T.
+    lo, hi = N // 4, 3 * N // 4
+    first = -((S - N) // 2) - lo
+    rows = tf.reshape(_shift_matrices(dy, S, hi - lo, first, tf.float32), [B, C, S, hi - lo])
+    cols = tf.reshape(_shift_matrices(dx, S, hi - lo, first, tf.float32), [B, C, S, hi - lo])
+    inside = tf.transpose(patches[:, lo:hi, lo:hi, :], [0, 3, 1, 2])  # (B, C, N/2, N/2)
+    num = tf.reduce_sum(_apply(rows, inside, cols), axis=-3)
+    # sum_c T(pad(w)) = sum_c (R_c 1)(K_c 1)^T: the row sums of the matrices
+    den = tf.linalg.matmul(tf.reduce_sum(rows, axis=-1), tf.reduce_sum(cols, axis=-1), transpose_a=True)
     return num / tf.cast(den + MERGE_EPS, num.dtype)
 
 
@@ -150,10 +143,14 @@ def extract(canvas: tf.Tensor, offsets: tf.Tensor, N: int) -> tf.Tensor:
     """Per-channel patches ``crop_N(T(canvas, -dx_c, -dy_c))``: (B, S, S) -> (B, N, N, C)."""
     C = offsets.shape[1]
     S = canvas.shape[-1]
-    stacked = tf.reshape(tf.repeat(canvas[:, None], C, axis=1), [-1, S, S])  # (B*C, S, S)
+    B = tf.shape(canvas)[0]
     dx, dy = _flat_offsets(offsets)
-    moved = centre_crop(translate(stacked, -dx, -dy), N)
-    return tf.transpose(tf.reshape(moved, [-1, C, N, N]), [0, 2, 3, 1])
+    dtype = _real_dtype(canvas)
+    # translating by -d and cropping the centre N x N is one (N, S) matrix per axis
+    rows = tf.reshape(_shift_matrices(-dy, N, S, (S - N) // 2, dtype), [B, C, N, S])
+    cols = tf.reshape(_shift_matrices(-dx, N, S, (S - N) // 2, dtype), [B, C, N, S])
+    moved = _apply(rows, canvas[:, None], cols)  # (B, C, N, N)
+    return tf.transpose(moved, [0, 2, 3, 1])
 
 
 def diffract_intensity(psi: tf.Tensor) -> tf.Tensor:
