@@ -74,8 +74,10 @@ def _prepare_model(model: ModelHandle, data: GroupedData, config: TrainingConfig
     native.copy_weights_from(model.native)
     lr = config.learning_rate if state is None else float(state["learning_rate"])
     native.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), jit_compile=False)
+    # Adam's slot variables exist before fit: a tf.function that creates variables on its first
+    # call is traced twice, and tracing this train step costs seconds
+    native.optimizer.build(native.trainable_variables)
     if weights_path is not None:
-        native.optimizer.build(native.trainable_variables)
         try:
             load_weights_file(native, weights_path)
         except BundleError as exc:
