@@ -126,8 +126,15 @@ def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int) -> tf.Tensor:
     first = -((S - N) // 2) - lo
     rows = tf.reshape(_shift_matrices(dy, S, hi - lo, first, tf.float32), [B, C, S, hi - lo])
     cols = tf.reshape(_shift_matrices(dx, S, hi - lo, first, tf.float32), [B, C, S, hi - lo])
-    inside = tf.transpose(patches[:, lo:hi, lo:hi, :], [0, 3, 1, 2])  # (B, C, N/2, N/2)
-    num = tf.reduce_sum(_apply(rows, inside, cols), axis=-3)
+    n = hi - lo
+    inside = tf.transpose(patches[:, lo:hi, lo:hi, :], [0, 3, 1, 2])  # (B, C, n, n) complex
+    # real and imaginary parts side by side, so each product is one larger matmul: R_c [Re | Im]
+    left = tf.linalg.matmul(rows, tf.concat([tf.math.real(inside), tf.math.imag(inside)], axis=-1))  # (B, C, S, 2n)
+    # sum_c (R_c O_c) K_c^T is one product over the stacked (c, j) axis: (B, 2, S, C n) @ (B, 1, C n, S)
+    left = tf.reshape(tf.transpose(tf.reshape(left, [B, C, S, 2, n]), [0, 3, 2, 1, 4]), [B, 2, S, C * n])
+    right = tf.reshape(tf.transpose(cols, [0, 1, 3, 2]), [B, 1, C * n, S])
+    both = tf.linalg.matmul(left, right)  # (B, 2, S, S)
+    num = tf.complex(both[:, 0], both[:, 1])
     # sum_c T(pad(w)) = sum_c (R_c 1)(K_c 1)^T: the row sums of the matrices
     den = tf.linalg.matmul(tf.reduce_sum(rows, axis=-1), tf.reduce_sum(cols, axis=-1), transpose_a=True)
     return num / tf.cast(den + MERGE_EPS, num.dtype)
@@ -149,8 +156,13 @@ def extract(canvas: tf.Tensor, offsets: tf.Tensor, N: int) -> tf.Tensor:
     # translating by -d and cropping the centre N x N is one (N, S) matrix per axis
     rows = tf.reshape(_shift_matrices(-dy, N, S, (S - N) // 2, dtype), [B, C, N, S])
     cols = tf.reshape(_shift_matrices(-dx, N, S, (S - N) // 2, dtype), [B, C, N, S])
-    moved = _apply(rows, canvas[:, None], cols)  # (B, C, N, N)
-    return tf.transpose(moved, [0, 2, 3, 1])
+    # all C row matrices of a group against its canvas, real and imaginary parts side by side:
+    # (B, C N, S) @ (B, S, 2S), then each (channel, part) against its column matrix
+    both = tf.concat([tf.math.real(canvas), tf.math.imag(canvas)], axis=-1)  # (B, S, 2S)
+    left = tf.linalg.matmul(tf.reshape(rows, [B, C * N, S]), both)  # (B, C N, 2S)
+    left = tf.reshape(tf.transpose(tf.reshape(left, [B, C, N, 2, S]), [0, 1, 3, 2, 4]), [B, C, 2 * N, S])
+    moved = tf.reshape(tf.linalg.matmul(left, cols, transpose_b=True), [B, C, 2, N, N])
+    return tf.transpose(tf.complex(moved[:, :, 0], moved[:, :, 1]), [0, 2, 3, 1])
 
 
 def diffract_intensity(psi: tf.Tensor) -> tf.Tensor:
