@@ -55,6 +55,7 @@ def _no_backend_env(monkeypatch):
         (TrainingConfig, "strategy", "fsdp", "one of 'auto', 'ddp', 'mirrored'"),
         (TrainingConfig, "checkpoint_every", 0, "an integer >= 1"),
         (TrainingConfig, "num_nodes", 0, "an integer >= 1"),
+        (TrainingConfig, "compile", "yes", "true or false"),
         (InferenceConfig, "batch_size", -3, "an integer >= 1"),
         (InferenceConfig, "n_groups", 2.5, "an integer >= 1"),
         (InferenceConfig, "neighbor_count", None, "an integer >= 1"),
@@ -81,7 +82,7 @@ def test_every_validated_field_is_covered():
         "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "learning_rate", "nll_weight",
         "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
         "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
-        "strategy", "num_nodes", "checkpoint_every", "stitch_crop", "flip_x", "flip_y", "transpose",
+        "strategy", "num_nodes", "checkpoint_every", "compile", "stitch_crop", "flip_x", "flip_y", "transpose",
         "refine_iterations",
     }
     validated = {f.name for c in (ModelConfig, TrainingConfig, InferenceConfig) for f in attrs.fields(c)

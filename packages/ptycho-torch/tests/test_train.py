@@ -158,3 +158,21 @@ def test_atomic_save_keeps_previous_file_when_interrupted(tmp_path, monkeypatch)
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_compiled_training_step_matches_eager_and_leaves_plain_weights(tmp_path, grouped64):
+    """TrainingConfig.compile runs the network through torch.compile: same training up to rounding."""
+    eager = _train(grouped64, tiny_training_config(tmp_path / "eager", nepochs=1))
+    compiled = _train(grouped64, tiny_training_config(tmp_path / "compiled", nepochs=1, compile=True))
+    assert compiled.history["loss"][0] == pytest.approx(eager.history["loss"][0], rel=1e-3)
+    a, b = eager.model.native.state_dict(), compiled.model.native.state_dict()
+    assert list(a) == list(b)  # no '_orig_mod' names: checkpoints and bundles are unchanged
+    config = tiny_training_config(tmp_path / "init", nepochs=1)
+    init = plugin.ptycho_build_model(config.model, config).native.state_dict()  # seeded: both runs' start
+    for name in a:  # the two runs differ by rounding, far less than what training changed
+        if a[name].is_floating_point():
+            step = float(torch.linalg.vector_norm(a[name] - init[name]))
+            assert float(torch.linalg.vector_norm(a[name] - b[name])) <= 0.05 * step + 1e-7, name
+    assert compiled.model.native._compiled_net is None  # inference uses the plain network
+    ckpt = torch.load(tmp_path / "compiled" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert set(ckpt["state_dict"]) == set(a)

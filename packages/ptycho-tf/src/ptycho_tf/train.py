@@ -73,7 +73,7 @@ def _prepare_model(model: ModelHandle, data: GroupedData, config: TrainingConfig
     native = PtychoModel(model.model_config, config, seed=config.seed)
     native.copy_weights_from(model.native)
     lr = config.learning_rate if state is None else float(state["learning_rate"])
-    native.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), jit_compile=False)
+    native.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), jit_compile=bool(config.compile))
     # Adam's slot variables exist before fit: a tf.function that creates variables on its first
     # call is traced twice, and tracing this train step costs seconds
     native.optimizer.build(native.trainable_variables)

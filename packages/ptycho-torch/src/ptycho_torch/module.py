@@ -86,6 +86,16 @@ class PtychoLightningModule(L.LightningModule):
             scale_trainable=tc.intensity_scale_trainable if tc is not None else False,
             probe_trainable=tc.probe_trainable if tc is not None else False,
         )
+        self.set_compiled(False)
+
+    def set_compiled(self, on: bool) -> None:
+        """Run the network's training forward through ``torch.compile`` (``TrainingConfig.compile``) or not.
+
+        The compiled wrapper shares the network's parameters but is not a registered submodule,
+        so state dicts and checkpoints keep the plain ``net.*`` names; evaluation-mode calls
+        (inference) always use the uncompiled network.
+        """
+        object.__setattr__(self, "_compiled_net", torch.compile(self.net) if on else None)
 
     def configs(self) -> tuple[ModelConfig, TrainingConfig | None]:
         """The configs this module was built from."""
@@ -103,7 +113,8 @@ class PtychoLightningModule(L.LightningModule):
         if tc is not None:
             weights = {"nll_weight": tc.nll_weight, "mae_weight": tc.mae_weight,
                        "realspace_weight": tc.realspace_weight}
-        patches = self.net(X)
+        net = self._compiled_net if self.training and self._compiled_net is not None else self.net
+        patches = net(X)
         lam, _ = self.physics(patches, offsets, probe)
         out = losses(lam, X, self.s0, patches=patches, Y=Y, **weights)
         out["patches"], out["lambda"] = patches, lam

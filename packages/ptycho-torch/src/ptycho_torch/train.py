@@ -182,6 +182,7 @@ def _prepare_module(model: ModelHandle, data: GroupedData, config: TrainingConfi
     module = PtychoLightningModule(model_config=config_to_dict(model.model_config),
                                    training_config=config_to_dict(config))
     module.load_state_dict(model.native.state_dict())
+    module.set_compiled(config.compile)
     if resume_from is None:
         if not (config.probe_trainable and module.physics.probe_is_set()):
             module.physics.set_probe(normalized_probe(data.probe, model.model_config))
@@ -282,6 +283,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
         trainer.fit(module, loader, ckpt_path=None if resume_from is None else str(resume_from), weights_only=True)
     t_end = time.perf_counter()
     module = module.cpu().eval()
+    module.set_compiled(False)  # inference and later training runs start from the plain network
     module.trainer = None  # detach: the returned model must not keep the Trainer and its data alive
     trained = ModelHandle(backend=BACKEND_ID, model_config=model.model_config, training_config=config, native=module,
                           metadata={"epochs": int(trainer.current_epoch)})
