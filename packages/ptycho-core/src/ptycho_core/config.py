@@ -187,7 +187,7 @@ class TrainingConfig:
     checkpoint_every: int = attrs.field(default=1, validator=_int_at_least(1))
     """Write a checkpoint every this many epochs."""
     compile: bool = attrs.field(default=False, validator=_boolean)
-    """Compile the training step: torch.compile (PyTorch) or XLA jit_compile (TensorFlow); see docs/benchmarks-performance.md."""
+    """Compile the training step: torch.compile (PyTorch) or XLA jit_compile (TensorFlow); see docs/gpu.md."""
 
     def __attrs_post_init__(self) -> None:
         c = self.model.channels
