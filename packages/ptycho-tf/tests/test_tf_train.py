@@ -171,3 +171,22 @@ def test_xla_compiled_training_matches_uncompiled(tmp_path):
     # so the weights are not compared: the first epoch's loss agrees and training goes on lowering it
     assert runs[True].history["loss"][0] == pytest.approx(runs[False].history["loss"][0], rel=1e-3)
     assert runs[True].history["loss"][1] < runs[True].history["loss"][0]
+
+
+def test_train_step_is_traced_once(tmp_path, monkeypatch):
+    """Adam's variables exist before fit, so Keras traces the train step once (not twice) per run."""
+    from ptycho_tf._env import keras
+    from ptycho_tf.module import PtychoModel
+
+    traces = []
+
+    def counting_train_step(self, data):
+        traces.append(1)  # Python runs here only while the step is being traced
+        return keras.Model.train_step(self, data)
+
+    monkeypatch.setattr(PtychoModel, "train_step", counting_train_step, raising=False)
+    data = make_grouped(n_groups=16, seed=4)
+    cfg = tiny_config(tmp_path, nepochs=2, batch_size=8)
+    result = train_model(io.build_handle(cfg.model, cfg), data, cfg, verbose=0)
+    assert result.epochs == 2
+    assert len(traces) == 1
