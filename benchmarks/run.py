@@ -349,6 +349,7 @@ def worker_stitch(impl: str, n_patches: int, repeats: int) -> dict:
     sample = min(n_patches, CANVAS_LOOP_SAMPLE)
     t_canvas = best_of(lambda: canvas_loop_scatter(patches, positions, CROP, shape, origin, limit=sample),
                        2 if sample == n_patches else 1) * n_patches / sample
+
     def rel(a) -> float:
         return float(np.max(np.abs(a - bound)) / max(float(np.max(np.abs(bound))), 1e-12))
 

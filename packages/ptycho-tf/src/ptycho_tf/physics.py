@@ -11,8 +11,8 @@ uniform, so the 4-neighbour bilinear stencil is separable: translating an image 
 ``R @ img @ K^T`` with one (out, in) matrix per axis and per image, two non-zero weights per
 row (:func:`_shift_matrices`). Zero padding, cropping and the separable merge window fold
 into those matrices, so merge and extract are batched matrix products; their gradients are
-matrix products too, where a gather's gradient would be a scatter (about twice the cost of
-the whole physics step on a CPU, measured by ``benchmarks/profile_tf_step.py``). There is no
+matrix products too, where a gather's gradient is a scatter (the gather version took about
+1.5-2x as long forward + backward on a CPU: docs/benchmarks-performance.md). There is no
 Python loop over patches or groups.
 """
 
@@ -119,14 +119,14 @@ def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int) -> tf.Tensor:
     S = canvas_side(N, gridsize)
     B = tf.shape(patches)[0]
     dx, dy = _flat_offsets(offsets)
-    # The window is 1 on rows and columns [N/4, 3N/4) and 0 elsewhere (central_window), so
-    # T(pad(O * w)) only sees the window's square of O: padding to S and the crop to the
-    # window fold into the translation matrices (R, K), and T(pad(O * w)) = R O[win, win] K^T.
-    lo, hi = N // 4, 3 * N // 4
-    first = -((S - N) // 2) - lo
-    rows = tf.reshape(_shift_matrices(dy, S, hi - lo, first, tf.float32), [B, C, S, hi - lo])
-    cols = tf.reshape(_shift_matrices(dx, S, hi - lo, first, tf.float32), [B, C, S, hi - lo])
-    n = hi - lo
+    # The window is 1 on one square block of rows and columns and 0 elsewhere (central_window),
+    # so T(pad(O * w)) only sees that block of O: padding to S and the crop to the block fold
+    # into the translation matrices (R, K), and T(pad(O * w)) = R O[block] K^T.
+    ones = np.flatnonzero(central_window(N)[N // 2])
+    lo, hi = int(ones[0]), int(ones[-1]) + 1
+    n, first = hi - lo, -((S - N) // 2) - lo
+    rows = tf.reshape(_shift_matrices(dy, S, n, first, tf.float32), [B, C, S, n])
+    cols = tf.reshape(_shift_matrices(dx, S, n, first, tf.float32), [B, C, S, n])
     inside = tf.transpose(patches[:, lo:hi, lo:hi, :], [0, 3, 1, 2])  # (B, C, n, n) complex
     # real and imaginary parts side by side, so each product is one larger matmul: R_c [Re | Im]
     left = tf.linalg.matmul(rows, tf.concat([tf.math.real(inside), tf.math.imag(inside)], axis=-1))  # (B, C, S, 2n)
