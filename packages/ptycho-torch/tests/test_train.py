@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 
 import attrs
 import numpy as np
@@ -160,6 +162,16 @@ def test_atomic_save_keeps_previous_file_when_interrupted(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
+def test_compile_without_a_cpp_compiler_is_a_config_error(tmp_path, grouped64, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(ConfigError, match="TrainingConfig.compile: torch.compile on a CPU needs a C\\+\\+ compiler"):
+        _train(grouped64, tiny_training_config(tmp_path, nepochs=1, compile=True))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.skipif(not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")),
+                    reason="torch.compile on a CPU needs a C++ compiler; this machine has none")
 def test_compiled_training_step_matches_eager_and_leaves_plain_weights(tmp_path, grouped64):
     """TrainingConfig.compile runs the network through torch.compile: same training up to rounding."""
     eager = _train(grouped64, tiny_training_config(tmp_path / "eager", nepochs=1))

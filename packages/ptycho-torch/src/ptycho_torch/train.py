@@ -16,6 +16,7 @@ appends to the newest ``logs/version_*/metrics.csv``, cut back to the checkpoint
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -176,6 +177,15 @@ def make_trainer(config: TrainingConfig, history: History, *, enable_progress_ba
     )
 
 
+def check_compiler(config: TrainingConfig) -> None:
+    """``TrainingConfig.compile`` on a CPU needs a C++ compiler (Inductor builds its kernels with it)."""
+    if not config.compile or resolve_accelerator(config.accelerator) != "cpu":
+        return
+    if not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")):
+        raise ConfigError("TrainingConfig.compile: torch.compile on a CPU needs a C++ compiler and none was found "
+                          "(no g++ or clang++ on PATH, CXX not set); install one or train with compile = false")
+
+
 def _prepare_module(model: ModelHandle, data: GroupedData, config: TrainingConfig,
                     resume_from: Path | None) -> PtychoLightningModule:
     """A module built for ``config`` carrying the weights of ``model`` and the initial probe/scale."""
@@ -267,6 +277,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
         raise ConfigError(f"resume_from: checkpoint {resume_from} does not exist")
     t_start = time.perf_counter()
     L.seed_everything(config.seed, workers=True, verbose=False)
+    check_compiler(config)
     module = _prepare_module(model, data, config, resume_from)
     loader = _loader(data, config)
     history = History()
