@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 
 import attrs
 import numpy as np
@@ -15,7 +13,7 @@ from torch_testdata import tiny_training_config
 from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_torch import plugin
 from ptycho_torch.module import PtychoLightningModule, physics_scale
-from ptycho_torch.train import atomic_torch_save, train_model
+from ptycho_torch.train import atomic_torch_save, cpp_compiler_available, train_model
 
 
 def _train(data, config, resume_from=None):
@@ -170,7 +168,7 @@ def test_compile_without_a_cpp_compiler_is_a_config_error(tmp_path, grouped64, m
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.skipif(not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")),
+@pytest.mark.skipif(not cpp_compiler_available(),
                     reason="torch.compile on a CPU needs a C++ compiler; this machine has none")
 def test_compiled_training_step_matches_eager_and_leaves_plain_weights(tmp_path, grouped64):
     """TrainingConfig.compile runs the network through torch.compile: same training up to rounding."""

@@ -71,8 +71,8 @@ def translate(img: tf.Tensor, dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
     tf.Tensor
         ``out[l, r, c] = img[l](r - dy[l], c - dx[l])``, same shape and dtype as ``img``.
     """
-    H, W = img.shape[-2], img.shape[-1]
-    return _apply(_shift_matrices(dy, H, H, 0, _real_dtype(img)), img, _shift_matrices(dx, W, W, 0, _real_dtype(img)))
+    H, W, dtype = img.shape[-2], img.shape[-1], _real_dtype(img)
+    return _apply(_shift_matrices(dy, H, H, 0, dtype), img, _shift_matrices(dx, W, W, 0, dtype))
 
 
 def _real_dtype(x: tf.Tensor):

@@ -177,11 +177,16 @@ def make_trainer(config: TrainingConfig, history: History, *, enable_progress_ba
     )
 
 
+def cpp_compiler_available() -> bool:
+    """Whether Inductor can find a C++ compiler: ``CXX`` set, or ``g++`` / ``clang++`` on PATH."""
+    return bool(os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++"))
+
+
 def check_compiler(config: TrainingConfig) -> None:
     """``TrainingConfig.compile`` on a CPU needs a C++ compiler (Inductor builds its kernels with it)."""
     if not config.compile or resolve_accelerator(config.accelerator) != "cpu":
         return
-    if not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")):
+    if not cpp_compiler_available():
         raise ConfigError("TrainingConfig.compile: torch.compile on a CPU needs a C++ compiler and none was found "
                           "(no g++ or clang++ on PATH, CXX not set); install one or train with compile = false")
 
