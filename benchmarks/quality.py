@@ -7,10 +7,13 @@ the scanned object and prints one table: backend, epochs, train time, inference 
 amplitude / phase SSIM, PSNR and FRC50 against the ground truth (ptycho-data metrics, after
 phase-plane removal and amplitude scaling, on the scanned region).
 
-With refinement passes (``--refine-iterations``, default 20 from the CPU preset) each backend
-gets two rows: the network's stitched output, and the same after the iterative refinement of
-``ptycho_core.refine`` (physics.md s8). A third kind of row, ``refine only``, runs the same
-number of passes from a flat start (no network), so the network's share is visible.
+Rows, network-only first: the network's stitched output (with the Poisson deviance and the
+relative amplitude misfit at the end of training); at gridsize > 1 also the stitched *raw*
+per-channel patches of the same model (what was stitched before the merged group object, for
+comparison); with refinement passes (``--refine-iterations``, default 20 from the CPU preset)
+the same after the iterative refinement of ``ptycho_core.refine`` (physics.md s8); and
+``refine only``, the same number of passes from a flat start (no network), so the network's
+share is visible.
 
 Each backend runs in its own subprocess, so the frameworks never share a process. Prints
 figures; asserts nothing. Examples::
@@ -45,7 +48,7 @@ def worker(args: argparse.Namespace) -> None:
 
     from ptycho_core import workflow
     from ptycho_core.cli_workflow import CPU_PRESET
-    from ptycho_core.config import ModelConfig, TrainingConfig
+    from ptycho_core.config import TrainingConfig
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
@@ -66,17 +69,28 @@ def worker(args: argparse.Namespace) -> None:
         else preset.get("n_filters_scale", cfg.model.n_filters_scale))}
     if args.nepochs is not None:
         changes["nepochs"] = args.nepochs
+    if args.neighbor_count is not None:
+        changes["neighbor_count"] = args.neighbor_count
+    if args.early_stop_patience is not None:
+        changes["early_stop_patience"] = args.early_stop_patience
     cfg = attrs.evolve(cfg, **changes)
-    assert isinstance(cfg.model, ModelConfig)
     refine = args.refine_iterations if args.refine_iterations is not None else preset.get("refine_iterations", 0)
+    icfg = workflow.inference_config_for(cfg, refine_iterations=refine)
     start = time.perf_counter()
-    rec = workflow.run(cfg, workflow.inference_config_for(cfg, refine_iterations=refine))
+    rec = workflow.run(cfg, icfg)
     total = time.perf_counter() - start
     t = rec.metadata["timings"]
     metrics = rec.metadata["metrics"]
-    for passes, m in [(0, metrics.get("network", metrics))] + ([(refine, metrics)] if refine else []):
+    fit = workflow.training_summary(rec.metadata["history"])
+    rows = [("network", 0, metrics.get("network", metrics))]
+    if cfg.model.stitches_group_object:
+        rows.append(("network, raw patches", 0, raw_patch_metrics(out / workflow.BUNDLE_NAME, data, cfg, icfg)))
+    if refine:
+        rows.append(("refined", refine, metrics))
+    for kind, passes, m in rows:
         row = {
             "backend": args.worker,
+            "output": kind,
             "refine": passes,
             "epochs": rec.metadata["epochs"],
             "gridsize": cfg.model.gridsize,
@@ -87,10 +101,31 @@ def worker(args: argparse.Namespace) -> None:
             "infer_stitch_s": t["infer_s"] + t["stitch_s"],
             "refine_s": t.get("refine_s", 0.0) if passes else 0.0,
             "total_s": total,
-            "final_loss": rec.metadata["history"]["loss"][-1],
+            "deviance": fit.get("deviance", float("nan")),
+            "misfit": fit.get("misfit", float("nan")),
+            "lr_halvings": sum(b < a for a, b in zip(rec.metadata["history"]["lr"], rec.metadata["history"]["lr"][1:])),
             **_scores(m),
         }
         print("RESULT " + json.dumps(row))
+
+
+def raw_patch_metrics(bundle_path: Path, data: Path, cfg, icfg) -> dict:
+    """Metrics of the stitched raw per-channel network patches (what inference stitched before the merged
+    group object became the default at gridsize > 1), same model, data, crop and metrics."""
+    import numpy as np
+
+    from ptycho_core import backends, bundle, reference
+    from ptycho_data.grouping import group_for_inference
+    from ptycho_data.metrics import evaluate_reconstruction
+    from ptycho_data.npz import load_dataset
+
+    ds = load_dataset(data)
+    model = bundle.load_bundle(bundle_path, backend=cfg.backend)
+    grouped = group_for_inference(ds, icfg)
+    raw = backends.get(cfg.backend).forward(model, grouped, cfg).patches  # (B, N, N, C), the network's output
+    patches = np.moveaxis(raw, -1, 1).reshape(-1, grouped.N, grouped.N)
+    obj = reference.reassemble(patches, grouped.positions.reshape(-1, 2), icfg.stitch_crop, ds.object.shape, (0, 0))
+    return evaluate_reconstruction(obj, ds.object, ds.positions)
 
 
 def _scores(m: dict) -> dict:
@@ -112,16 +147,17 @@ def flat_start_row(data: Path, passes: int, seed: int) -> dict:
                         passes, seed=seed, progress=False)
     m = evaluate_reconstruction(res.object, ds.object, ds.positions)
     nan = float("nan")
-    return {"backend": "refine only (flat start)", "refine": passes, "epochs": 0, "train_s": nan,
-            "infer_stitch_s": nan, "refine_s": res.seconds, **_scores(m)}
+    return {"backend": "none", "output": "refine only (flat start)", "refine": passes, "epochs": 0, "train_s": nan,
+            "infer_stitch_s": nan, "refine_s": res.seconds, "deviance": nan, "misfit": nan, **_scores(m)}
 
 
 def table(rows: list[dict]) -> str:
-    head = ("backend", "refine passes", "epochs", "train s", "infer+stitch s", "refine s", "amp SSIM", "amp PSNR",
-            "amp FRC50", "phase SSIM", "phase PSNR", "phase FRC50")
+    head = ("backend", "output", "refine passes", "epochs", "deviance", "misfit", "train s", "infer+stitch s",
+            "refine s", "amp SSIM", "amp PSNR", "amp FRC50", "phase SSIM", "phase PSNR", "phase FRC50")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = (r["backend"], str(r["refine"]), str(r["epochs"]), f"{r['train_s']:.1f}",
+        cells = (r["backend"], r["output"], str(r["refine"]), str(r["epochs"]), f"{r['deviance']:.4g}",
+                 f"{r['misfit']:.3g}", f"{r['train_s']:.1f}",
                  f"{r['infer_stitch_s']:.2f}", f"{r['refine_s']:.1f}",
                  f"{r['amp_ssim']:.3f}", f"{r['amp_psnr']:.1f}", f"{r['amp_frc50']:.2f}",
                  f"{r['phase_ssim']:.3f}", f"{r['phase_psnr']:.1f}", f"{r['phase_frc50']:.2f}")
@@ -136,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, help="batch size (default: the CPU preset's, 4)")
     p.add_argument("--gridsize", type=int, help="gridsize (default: the CPU preset's, 2)")
     p.add_argument("--n-filters-scale", type=int, help="n_filters_scale (default: the CPU preset's, 1)")
+    p.add_argument("--neighbor-count", type=int,
+                   help="K nearest other positions of the grouping (default: the TrainingConfig default; "
+                   "3 reproduces the groups of the old K = 4 'seed included' rule at gridsize 2)")
+    p.add_argument("--early-stop-patience", type=int, help="early stop after this many epochs without improvement")
     p.add_argument("--refine-iterations", type=int,
                    help="refinement passes after stitching (default: the CPU preset's, 20; 0 = network only)")
     p.add_argument("--no-preset", action="store_true",
@@ -162,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                    "--n-positions", str(args.n_positions), "--nphotons", str(args.nphotons), "--seed", str(args.seed)]
             for flag, value in (("--nepochs", args.nepochs), ("--batch-size", args.batch_size),
                                 ("--gridsize", args.gridsize), ("--n-filters-scale", args.n_filters_scale),
-                                ("--refine-iterations", args.refine_iterations)):
+                                ("--refine-iterations", args.refine_iterations),
+                                ("--neighbor-count", args.neighbor_count),
+                                ("--early-stop-patience", args.early_stop_patience)):
                 if value is not None:
                     cmd += [flag, str(value)]
             if args.no_preset:

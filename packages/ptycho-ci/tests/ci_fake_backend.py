@@ -2,7 +2,7 @@
 
 Its "network" is a per-pixel complex gain applied to every channel of X; the physics is
 the NumPy reference. :class:`BrokenFakeBackend` has two deliberate contract violations
-(channel-major patch order and transposed reassembly) that the suite must catch.
+(positions as (y, x) pairs and transposed reassembly) that the suite must catch.
 """
 
 from __future__ import annotations
@@ -91,6 +91,9 @@ class FakeBackend:
     @hookimpl
     def ptycho_infer(self, model, data, config):
         patches = self._patches(model.native, data.X)
+        if model.model_config.stitches_group_object:  # gridsize > 1: the merged group objects at the centroids
+            merged = reference.merge_patches(patches, data.offsets, model.model_config.gridsize)[1]
+            return InferenceResult(patches=merged, positions=data.centroids)
         flat = np.moveaxis(patches, -1, 1).reshape(-1, data.N, data.N)
         return InferenceResult(patches=flat, positions=data.positions.reshape(-1, 2))
 
@@ -129,10 +132,8 @@ class BrokenFakeBackend(FakeBackend):
 
     @hookimpl
     def ptycho_infer(self, model, data, config):
-        patches = self._patches(model.native, data.X)
-        flat = np.moveaxis(patches, -1, 0).reshape(-1, data.N, data.N)
-        positions = np.moveaxis(data.positions, 1, 0).reshape(-1, 2)
-        return InferenceResult(patches=flat, positions=positions)
+        result = super().ptycho_infer(model, data, config)
+        return InferenceResult(patches=result.patches, positions=result.positions[:, ::-1])  # (y, x), not (x, y)
 
     @hookimpl
     def ptycho_reassemble_patches(self, patches, positions, crop_size, canvas_shape, origin):

@@ -39,7 +39,7 @@ def non_default(cls: type):
         values[field.name] = _other_value(field, default)
         assert values[field.name] != default, field.name
     if cls is TrainingConfig:
-        # gridsize 1 + 3 = 4 would need neighbor_count >= 16; keep the group small instead
+        # gridsize 1 + 3 = 4 would need neighbor_count >= 15 (C - 1); keep the group small instead
         values["model"] = attrs.evolve(values["model"], gridsize=2)
         values["neighbor_count"] = 9
     return cls(**values)

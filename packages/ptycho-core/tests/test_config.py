@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig, default_backend
+from ptycho_core.config import DEFAULT_NEIGHBOR_COUNT, InferenceConfig, ModelConfig, TrainingConfig, default_backend
 from ptycho_core.errors import ConfigError
 
 
@@ -38,6 +38,7 @@ def _no_backend_env(monkeypatch):
         (ModelConfig, "gaussian_smoothing_sigma", math.nan, "a finite number >= 0.0"),
         (TrainingConfig, "batch_size", 0, "an integer >= 1"),
         (TrainingConfig, "nepochs", 1.5, "an integer >= 1"),
+        (TrainingConfig, "early_stop_patience", -1, "an integer >= 0"),
         (TrainingConfig, "learning_rate", 0, "a finite number > 0.0"),
         (TrainingConfig, "nll_weight", -1.0, "a finite number >= 0.0"),
         (TrainingConfig, "mae_weight", False, "a finite number >= 0.0"),
@@ -79,8 +80,8 @@ def test_validator_message_names_class_field_value_and_allowed(cls, field, value
 def test_every_validated_field_is_covered():
     covered = {
         "N", "gridsize", "n_filters_scale", "amp_activation", "object_big", "probe_big", "probe_mask", "pad_object",
-        "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "learning_rate", "nll_weight",
-        "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
+        "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "early_stop_patience", "learning_rate",
+        "nll_weight", "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
         "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
         "strategy", "num_nodes", "checkpoint_every", "compile", "stitch_crop", "flip_x", "flip_y", "transpose",
         "refine_iterations",
@@ -119,9 +120,25 @@ def test_backend_default_comes_from_environment(monkeypatch):
 
 
 def test_neighbor_count_must_cover_the_group():
-    assert TrainingConfig(model=ModelConfig(gridsize=2), neighbor_count=4).model.channels == 4
-    with pytest.raises(ConfigError, match=r"TrainingConfig\.neighbor_count: .*gridsize\*\*2 = 9, got 4"):
-        TrainingConfig(model=ModelConfig(gridsize=3))
+    # K counts the nearest *other* positions: a group is the seed plus C - 1 of them, so K >= C - 1
+    assert TrainingConfig().neighbor_count == InferenceConfig().neighbor_count == DEFAULT_NEIGHBOR_COUNT == 8
+    assert TrainingConfig(model=ModelConfig(gridsize=2), neighbor_count=3).model.channels == 4
+    assert TrainingConfig(model=ModelConfig(gridsize=3)).neighbor_count == 8  # the default covers gridsize 3
+    assert TrainingConfig(model=ModelConfig(gridsize=1), neighbor_count=1).neighbor_count == 1
+    with pytest.raises(ConfigError, match=r"TrainingConfig\.neighbor_count: .*gridsize\*\*2 - 1 = 3 .*got 2"):
+        TrainingConfig(model=ModelConfig(gridsize=2), neighbor_count=2)
+    with pytest.raises(ConfigError, match=r"TrainingConfig\.neighbor_count: .*gridsize\*\*2 - 1 = 15 .*got 8"):
+        TrainingConfig(model=ModelConfig(gridsize=4))
+
+
+@pytest.mark.parametrize(("gridsize", "object_big", "probe_big", "expected"), [
+    (1, True, True, True), (1, False, True, True), (1, True, False, False),
+    (2, True, True, False), (3, True, True, False), (2, False, True, True), (2, False, False, False),
+])
+def test_uses_probe_big_only_where_the_outer_branch_reaches_the_loss(gridsize, object_big, probe_big, expected):
+    mc = ModelConfig(gridsize=gridsize, object_big=object_big, probe_big=probe_big)
+    assert mc.uses_probe_big is expected
+    assert mc.probe_big is probe_big  # the setting itself is kept as given
 
 
 def test_stitch_crop_at_most_n():

@@ -183,12 +183,24 @@ def test_total_loss_by_hand():
     X = np.array([[0.5, 1.0]])  # s0 = 2: target amplitudes [1, 2], counts [1, 4]
     O = np.array([[1 + 1j, 0]])
     Y = np.array([[1, 2j]])  # |O - Y| = [1, 2]
-    # nll = ((1 - 1 ln 1) + (9 - 4 ln 9)) / 2 = (10 - 8.788898309344878) / 2
-    assert R.total_loss(lam, X, 2.0) == pytest.approx(0.605550845327561, rel=1e-9)
+    # deviance = ((1 - 1 - 1 ln(1/1)) + (9 - 4 - 4 ln(9/4))) / 2 = (5 - 3.243720864865315) / 2
+    assert R.total_loss(lam, X, 2.0) == pytest.approx(0.8781395675673425, rel=1e-9)
     # mae = (|1 - 1| + |3 - 2|) / 2 = 0.5; realspace = (1 + 2) / 2 = 1.5
     got = R.total_loss(lam, X, 2.0, patches=O, Y=Y, nll_weight=1.0, mae_weight=0.5, realspace_weight=0.25)
-    assert got == pytest.approx(0.605550845327561 + 0.25 + 0.375, rel=1e-9)
+    assert got == pytest.approx(0.8781395675673425 + 0.25 + 0.375, rel=1e-9)
     assert R.total_loss(lam, X, 2.0, nll_weight=0.0, mae_weight=1.0) == pytest.approx(0.5, rel=1e-9)
+
+
+def test_poisson_deviance_and_misfit_by_hand():
+    lam, k = np.array([1.0, 9.0, 2.0]), np.array([1.0, 4.0, 0.0])
+    # lam - k - k ln(lam / k); 0 where lam = k; lam where k = 0
+    np.testing.assert_allclose(R.poisson_deviance(lam, k), [0.0, 5.0 - 4.0 * np.log(2.25), 2.0], rtol=1e-9, atol=1e-9)
+    # the deviance is the nll minus its value at lam = k
+    np.testing.assert_allclose(R.poisson_deviance(lam, k), R.poisson_nll(lam, k) - R.poisson_nll(k, k), rtol=1e-9,
+                               atol=1e-9)
+    # (0 + (3 - 2)^2 + (sqrt 2 - 0)^2) / (1 + 4 + 0)
+    assert R.amplitude_misfit(lam, k) == pytest.approx(3.0 / 5.0, rel=1e-12)
+    assert R.amplitude_misfit(k, k) == 0.0
 
 
 def test_total_loss_errors():

@@ -1,4 +1,4 @@
-"""Neighbour grouping (physics.md s6): identity grouping, true neighbours, offsets, errors, normalisation."""
+"""Neighbour grouping (physics.md s6): identity grouping, true neighbours, variety, offsets, errors, normalisation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ptycho_core import reference
-from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho_core.config import DEFAULT_NEIGHBOR_COUNT, InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.contracts import Dataset, GroupedData
 from ptycho_core.errors import ConfigError
 from ptycho_data.grouping import group_coordinates, group_dataset, group_for_inference, group_for_training
@@ -55,23 +55,76 @@ def test_norm_factor_is_over_the_whole_dataset_not_the_chosen_groups(dataset):
     assert g.norm_factor == pytest.approx(reference.normalisation_factor(dataset.diffraction))
 
 
-def test_gridsize2_groups_are_true_nearest_neighbours(dataset):
-    g = group_dataset(dataset, gridsize=2, neighbor_count=4, seed=3)
+def _nearest_others(pos: np.ndarray, i: int, k: int) -> list[int]:
+    """The k nearest other positions of position i (brute force; the fixture has no distance ties)."""
+    order = np.argsort(np.hypot(*(pos - pos[i]).T), kind="stable")
+    return [int(j) for j in order if j != i][:k]
+
+
+def test_gridsize2_with_k_equal_c_minus_1_is_the_seed_and_its_nearest_others(dataset):
+    g = group_dataset(dataset, gridsize=2, neighbor_count=3, seed=3)
     pos = dataset.positions
     assert g.indices.shape == (dataset.n, 4)
-    for seed_point, members in enumerate(g.indices):
-        dist = np.hypot(*(pos - pos[seed_point]).T)
-        assert set(members.tolist()) == set(np.argsort(dist)[:4].tolist())
-        assert members[0] == seed_point  # channels ordered by distance to the seed
+    for seed_point, members in enumerate(g.indices.tolist()):
+        # channels: the seed first, then the others by distance to the seed
+        assert members == [seed_point, *_nearest_others(pos, seed_point, 3)]
 
 
-def test_members_are_among_k_nearest_when_k_exceeds_c(dataset):
+def test_every_group_is_its_seed_plus_members_among_its_k_nearest_others(dataset):
     g = group_dataset(dataset, gridsize=2, neighbor_count=7, seed=3)
     pos = dataset.positions
-    for seed_point, members in enumerate(g.indices):
-        near = np.argsort(np.hypot(*(pos - pos[seed_point]).T))[:7]
-        assert set(members.tolist()) <= set(near.tolist())
-        assert len(set(members.tolist())) == 4
+    for seed_point, members in enumerate(g.indices.tolist()):
+        assert members[0] == seed_point
+        near = _nearest_others(pos, seed_point, 7)
+        assert set(members[1:]) <= set(near) and len(set(members)) == 4
+        dist = np.hypot(*(pos[members[1:]] - pos[seed_point]).T)
+        assert np.all(np.diff(dist) >= 0)  # the others ordered by distance to the seed
+
+
+def test_seed_is_always_a_member_for_subsets_and_gridsize3(dataset):
+    g = group_dataset(dataset, gridsize=2, n_groups=9, seed=7)  # default K
+    assert len(set(g.indices[:, 0].tolist())) == 9  # distinct seeds, each in channel 0
+    assert np.all(np.diff(g.indices[:, 0]) > 0)  # seeds in scan order
+    pos = dataset.positions
+    for members in g.indices.tolist():
+        assert set(members[1:]) <= set(_nearest_others(pos, members[0], DEFAULT_NEIGHBOR_COUNT))
+    g3 = group_dataset(dataset, gridsize=3, neighbor_count=8)
+    for seed_point, members in enumerate(g3.indices.tolist()):
+        assert members == [seed_point, *_nearest_others(pos, seed_point, 8)]
+
+
+def _raster(side: int = 16, step: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:side, 0:side] * step + 40.0
+    return xx.ravel(), yy.ravel()
+
+
+def _shapes(x: np.ndarray, y: np.ndarray, indices: np.ndarray) -> int:
+    """Number of distinct groups by relative-offset pattern (translation-invariant shape, as a set)."""
+    pos = np.stack([x, y], axis=1)[indices]
+    rel = np.round(pos - pos.mean(axis=1, keepdims=True), 6)
+    return len({tuple(sorted(map(tuple, r.tolist()))) for r in rel})
+
+
+def test_default_groups_on_a_raster_have_variety():
+    """16 x 16 raster, gridsize 2. Old semantics (K = C = 4, seed counted) was the seed plus 3 of its
+    4 equidistant side neighbours, always picked by the same tie-break: a handful of shapes. The default
+    K = 8 (side and diagonal neighbours) gives many shapes and, oversampled, far more distinct groups."""
+    x, y = _raster()
+    n = x.size
+    old_style, _, _ = group_coordinates(x, y, gridsize=2, neighbor_count=3, seed=0)  # = old K = C = 4
+    default, _, _ = group_coordinates(x, y, gridsize=2, seed=0)
+    assert _shapes(x, y, old_style) <= 5
+    assert _shapes(x, y, default) >= 40
+    assert DEFAULT_NEIGHBOR_COUNT == 8
+    # interior seeds: all members within one (diagonal) raster step of the seed
+    interior = [i for i in range(n) if 0 < i % 16 < 15 and 0 < i // 16 < 15]
+    pos = np.stack([x, y], axis=1)
+    d = np.abs(pos[default[interior]] - pos[default[interior]][:, :1]).max(axis=(1, 2))
+    assert d.max() == 8.0
+    # oversampling: many more distinct groups (as sets) than positions, every one seed + 3 of 8
+    over, _, _ = group_coordinates(x, y, gridsize=2, n_groups=8 * n, oversample=True, seed=0)
+    assert len({tuple(sorted(r)) for r in over.tolist()}) == 8 * n
+    assert _shapes(x, y, over) > _shapes(x, y, default)
 
 
 def test_offsets_are_relative_to_centroid_and_sum_to_zero(dataset):
@@ -104,6 +157,21 @@ def test_same_seed_same_groups_other_seed_other_groups(dataset):
     np.testing.assert_array_equal(a.indices, b.indices)
     np.testing.assert_array_equal(a.X, b.X)
     assert not np.array_equal(a.indices, c.indices)
+    for extra in (dict(), dict(n_groups=None), dict(n_groups=90, oversample=True)):  # every seed, oversampling
+        one = group_coordinates(dataset.xcoords, dataset.ycoords, seed=11, **{**kwargs, **extra})[0]
+        two = group_coordinates(dataset.xcoords, dataset.ycoords, seed=11, **{**kwargs, **extra})[0]
+        other = group_coordinates(dataset.xcoords, dataset.ycoords, seed=12, **{**kwargs, **extra})[0]
+        np.testing.assert_array_equal(one, two)
+        assert not np.array_equal(one, other)
+
+
+def test_duplicate_positions_never_list_the_seed_among_its_others():
+    x = np.array([0.0, 0.0, 0.0, 8.0, 8.0, 16.0])
+    y = np.array([0.0, 0.0, 0.0, 0.0, 8.0, 0.0])
+    idx, _, off = group_coordinates(x, y, gridsize=2, neighbor_count=3, seed=0)
+    for i, row in enumerate(idx.tolist()):
+        assert row[0] == i and len(set(row)) == 4
+    assert set(idx[0, 1:3].tolist()) == {1, 2}  # the co-located patterns come first (distance 0)
 
 
 def test_n_groups_subset_for_gridsize1_is_sorted_and_distinct(dataset):
@@ -114,14 +182,19 @@ def test_n_groups_subset_for_gridsize1_is_sorted_and_distinct(dataset):
     np.testing.assert_allclose(cen, dataset.positions[idx[:, 0]])
 
 
-def test_k_smaller_than_c_is_an_error(dataset):
-    with pytest.raises(ConfigError, match="neighbor_count.*4"):
-        group_dataset(dataset, gridsize=2, neighbor_count=3)
+def test_k_smaller_than_c_minus_1_is_an_error(dataset):
+    with pytest.raises(ConfigError, match=r"neighbor_count: expected an integer >= gridsize\*\*2 - 1 = 3 .*got 2"):
+        group_dataset(dataset, gridsize=2, neighbor_count=2)
+    with pytest.raises(ConfigError, match=r"neighbor_count: expected an integer >= gridsize\*\*2 - 1 = 8 .*got 7"):
+        group_dataset(dataset, gridsize=3, neighbor_count=7)
+    group_dataset(dataset, gridsize=1, neighbor_count=1)  # K is not used at gridsize 1
 
 
-def test_k_larger_than_positions_is_an_error(dataset):
-    with pytest.raises(ConfigError, match="neighbor_count.*30"):
-        group_coordinates(dataset.xcoords, dataset.ycoords, gridsize=2, neighbor_count=31)
+def test_k_larger_than_other_positions_is_an_error(dataset):
+    with pytest.raises(ConfigError, match="neighbor_count: expected at most .* = 29 .*got 30"):
+        group_coordinates(dataset.xcoords, dataset.ycoords, gridsize=2, neighbor_count=30)
+    idx, _, _ = group_coordinates(dataset.xcoords, dataset.ycoords, gridsize=2, neighbor_count=29)
+    assert idx.shape == (30, 4)
 
 
 def test_too_many_groups_is_an_error(dataset):
@@ -132,20 +205,20 @@ def test_too_many_groups_is_an_error(dataset):
 
 
 def test_oversampling_gives_more_groups_than_points_all_distinct(dataset):
-    g = group_dataset(dataset, gridsize=2, neighbor_count=6, n_groups=100, oversample=True, seed=5)
+    g = group_dataset(dataset, gridsize=2, neighbor_count=5, n_groups=100, oversample=True, seed=5)
     assert g.n_groups == 100 > dataset.n
     sets = {tuple(sorted(row)) for row in g.indices.tolist()}
     assert len(sets) == 100
     assert all(len(set(row)) == 4 for row in g.indices.tolist())
     pos = dataset.positions
-    neighbourhoods = [set(np.argsort(np.hypot(*(pos - p).T))[:6].tolist()) for p in pos]
-    for row in g.indices.tolist():  # every group lies in some seed's K-neighbourhood
-        assert any(set(row) <= hood for hood in neighbourhoods)
+    for row in g.indices.tolist():  # the seed first, the others among its K nearest, by distance
+        assert set(row[1:]) <= set(_nearest_others(pos, row[0], 5))
+        assert np.all(np.diff(np.hypot(*(pos[row[1:]] - pos[row[0]]).T)) >= 0)
 
 
-def test_oversampling_limit_is_the_number_of_distinct_combinations(dataset):
+def test_oversampling_limit_is_the_number_of_distinct_seed_plus_others_groups(dataset):
     pos = dataset.positions
-    possible = {tuple(sorted(c)) for p in pos for c in combinations(np.argsort(np.hypot(*(pos - p).T))[:5], 4)}
+    possible = {tuple(sorted((i, *c))) for i in range(dataset.n) for c in combinations(_nearest_others(pos, i, 5), 3)}
     g = group_dataset(dataset, gridsize=2, neighbor_count=5, n_groups=len(possible), oversample=True)
     assert {tuple(sorted(r)) for r in g.indices.tolist()} == possible
     with pytest.raises(ConfigError, match=f"n_groups: expected at most {len(possible)}"):
@@ -177,7 +250,9 @@ def test_oversampling_by_random_draws_when_the_pool_is_too_large_to_list(dataset
     monkeypatch.setattr(grouping, "ENUMERATE_LIMIT", 10)
     g = group_dataset(dataset, gridsize=2, neighbor_count=6, n_groups=80, oversample=True, seed=5)
     assert len({tuple(sorted(r)) for r in g.indices.tolist()}) == 80
+    pos = dataset.positions
+    assert all(set(r[1:]) <= set(_nearest_others(pos, r[0], 6)) for r in g.indices.tolist())
     again = group_dataset(dataset, gridsize=2, neighbor_count=6, n_groups=80, oversample=True, seed=5)
     np.testing.assert_array_equal(g.indices, again.indices)
     with pytest.raises(ConfigError, match="n_groups"):
-        group_dataset(dataset, gridsize=2, neighbor_count=4, n_groups=300, oversample=True)
+        group_dataset(dataset, gridsize=2, neighbor_count=3, n_groups=300, oversample=True)

@@ -33,7 +33,7 @@ def test_export_names_shapes_and_layout(handle):
     nfs1 = 32
     assert w["encoder.0.conv1.kernel"].shape == (3, 3, 4, nfs1)  # HWIO, C = 4 input channels
     assert w["amp.out.kernel"].shape == (3, 3, nfs1 - 4, 4)
-    assert w["phase.big.conv1.kernel"].shape == (3, 3, 4, 32)
+    assert not any(".big." in k for k in w)  # gridsize 2: no probe_big branch (physics.md s4)
     assert w["intensity_scale"].shape == () and float(w["intensity_scale"]) == 123.5
     assert w["probe.real"].shape == (64, 64) and np.allclose(w["probe.imag"], 0.2)
     assert all(v.dtype == np.float32 for v in w.values())
@@ -56,6 +56,8 @@ def test_import_rejects_missing_wrong_and_extra_names(handle):
         io.import_weights(mc, tc, {**w, "probe.real": np.zeros((32, 32), np.float32)})
     with pytest.raises(BundleError, match="unexpected names"):
         io.import_weights(mc, tc, {**w, "amp.up.conv1.kernel": np.zeros((3, 3, 1, 1), np.float32)})
+    with pytest.raises(BundleError, match=r"unexpected names \['amp.big.out.bias'\].*gridsize=2.*branch built: False"):
+        io.import_weights(mc, tc, {**w, "amp.big.out.bias": np.zeros((4,), np.float32)})
 
 
 def test_save_load_gives_identical_predictions(handle, grouped64_g2, tmp_path):

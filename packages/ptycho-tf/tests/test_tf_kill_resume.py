@@ -39,7 +39,7 @@ from ptycho_tf.callbacks import (
     AtomicCheckpoint,
     DivergenceGuard,
     EpochHistory,
-    PlateauSchedule,
+    PlateauCallback,
     read_checkpoint,
 )
 from ptycho_tf.train import LOG_FILE
@@ -183,9 +183,7 @@ def test_a_save_cut_short_leaves_a_resumable_checkpoint(one_epoch, tmp_path, mon
     weights_before = _sha256(ckpts / WEIGHTS_FILE)
     history = EpochHistory(state_before["history"])
     native = one_epoch[1].model.native
-    plateau = PlateauSchedule(state_before["plateau"])
-    plateau.set_model(native)
-    plateau.on_train_begin()  # restores wait / best / cooldown from the checkpoint, as fit would
+    plateau = PlateauCallback(config, state_before["plateau"])  # continues the checkpoint's schedule, as fit would
     checkpoint = AtomicCheckpoint(ckpts, 1, 3, history, plateau, DivergenceGuard(), config.seed)
     checkpoint.set_model(native)
     weight = native.weights[0]

@@ -16,10 +16,13 @@ from ptycho_tf.model import (
 )
 
 
-@pytest.mark.parametrize(("gridsize", "expected"), [(1, 2_331_772), (2, 2_340_208)])
-def test_reference_parameter_counts(gridsize, expected):
-    net = build_network(ModelConfig(N=64, gridsize=gridsize, n_filters_scale=2, probe_big=True, pad_object=True))
-    assert count_trainable(net) == expected
+# physics.md s4: upstream counts 2,331,772 (gridsize 1) and 2,340,208 (gridsize 2); the gridsize-2 count
+# includes the probe_big branch that the masked merge zeroes, which we do not build (2,257,000 without it)
+@pytest.mark.parametrize(("gridsize", "object_big", "expected"),
+                         [(1, True, 2_331_772), (2, True, 2_257_000), (2, False, 2_340_208)])
+def test_reference_parameter_counts(gridsize, object_big, expected):
+    mc = ModelConfig(N=64, gridsize=gridsize, n_filters_scale=2, probe_big=True, pad_object=True, object_big=object_big)
+    assert count_trainable(build_network(mc)) == expected
 
 
 def test_filter_tables():
@@ -50,6 +53,11 @@ def test_canonical_names_cover_every_convolution(pad_object, probe_big):
     assert sorted(canonical_conv_names(mc)) == convs
     if not pad_object:
         assert "amp.up.conv1" in convs and not any(".big." in c for c in convs)
+    assert not any(".big." in c for c in convs)  # gridsize 2 with object_big: no probe_big branch
+    gs1 = ModelConfig(N=64, gridsize=1, n_filters_scale=1, pad_object=pad_object, probe_big=probe_big)
+    convs1 = sorted(layer.name for layer in build_network(gs1).layers if type(layer).__name__ == "Conv2D")
+    assert sorted(canonical_conv_names(gs1)) == convs1
+    assert ("amp.big.out" in convs1) == (pad_object and probe_big)
 
 
 def test_pad_object_without_probe_big_is_zero_outside_the_centre():

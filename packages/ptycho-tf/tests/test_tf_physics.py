@@ -110,6 +110,23 @@ def test_losses_match_reference_total_loss():
     got = losses(tf.constant(lam), tf.constant(X), 2.5, patches=tf.constant(patches), Y=tf.constant(Y), **weights)
     want = reference.total_loss(lam, X, 2.5, patches=patches, Y=Y, **weights)
     assert abs(float(got["loss"]) - want) / abs(want) < RTOL
+    k = (2.5 * X.astype(np.float64)) ** 2
+    dev = float(np.mean(reference.poisson_deviance(lam, k)))
+    assert abs(float(got["deviance"]) - dev) / dev < RTOL
+    assert abs(float(got["misfit"]) - reference.amplitude_misfit(lam, k)) / reference.amplitude_misfit(lam, k) < RTOL
+
+
+def test_deviance_is_zero_at_the_data_and_has_the_nll_gradient():
+    rng = np.random.default_rng(8)
+    X = tf.constant(rng.uniform(0.0, 3.0, size=(2, 8, 8, 1)).astype(np.float32))
+    at_data = losses(tf.square(2.5 * X), X, 2.5)
+    assert abs(float(at_data["deviance"])) < 1e-5 and abs(float(at_data["misfit"])) < 1e-6
+    lam = tf.Variable(rng.uniform(0.1, 50.0, size=(2, 8, 8, 1)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        out = losses(lam, X, 2.5)
+    assert float(out["deviance"]) > 0 and float(out["loss"]) == float(out["deviance"])
+    np.testing.assert_allclose(tape.gradient(out["deviance"], lam).numpy(), tape.gradient(out["nll"], lam).numpy(),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_realspace_weight_without_Y_is_an_error():

@@ -41,9 +41,21 @@ def test_build_infer_and_positions(backend, grouped64_g2):
     result = backend.infer(model, grouped64_g2, InferenceConfig(model=mc, backend="tensorflow", batch_size=3))
     assert isinstance(result, InferenceResult)
     B = grouped64_g2.n_groups
-    assert result.patches.shape == (B * 4, 64, 64) and result.patches.dtype == np.complex64
-    np.testing.assert_array_equal(result.positions, grouped64_g2.positions.reshape(-1, 2))
+    # gridsize > 1: one merged group object per group, at the group centroid (physics.md s6)
+    assert result.patches.shape == (B, 64, 64) and result.patches.dtype == np.complex64
+    np.testing.assert_array_equal(result.positions, grouped64_g2.centroids)
     assert result.metadata["backend"] == "tensorflow"
+    fwd = backend.forward(model, grouped64_g2, TrainingConfig(model=mc, backend="tensorflow"))
+    merged = reference.merge_patches(fwd.patches, grouped64_g2.offsets, 2)[1]
+    np.testing.assert_allclose(result.patches, merged, rtol=1e-4, atol=1e-5)
+
+
+def test_infer_without_object_big_is_group_major(backend, grouped64_g2):
+    mc = ModelConfig(N=64, gridsize=2, n_filters_scale=1, object_big=False)
+    model = backend.build_model(mc, None)
+    result = backend.infer(model, grouped64_g2, InferenceConfig(model=mc, backend="tensorflow", batch_size=3))
+    assert result.patches.shape == (grouped64_g2.n_groups * 4, 64, 64)
+    np.testing.assert_array_equal(result.positions, grouped64_g2.positions.reshape(-1, 2))
     fwd = backend.forward(model, grouped64_g2, TrainingConfig(model=mc, backend="tensorflow"))
     np.testing.assert_array_equal(result.patches[4:8], np.moveaxis(fwd.patches[1], -1, 0))  # group-major
 

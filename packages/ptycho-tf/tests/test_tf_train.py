@@ -190,3 +190,38 @@ def test_train_step_is_traced_once(tmp_path, monkeypatch):
     result = train_model(io.build_handle(cfg.model, cfg), data, cfg, verbose=0)
     assert result.epochs == 2
     assert len(traces) == 1
+
+
+# The sequence of packages/ptycho-core/tests/test_schedule.py: every backend halves at the same epochs.
+SCHEDULE_LOSSES = [10.0, 8.0, 8.0, 8.0, 7.9999, 7.0, 7.0, 7.0, 7.0, 7.0, 7.0, 7.0]
+SCHEDULE_RATES = [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 1.25e-4, 1.25e-4, 1e-4]
+
+
+def test_plateau_callback_halves_the_optimiser_rate_like_the_core_schedule(tmp_path):
+    from types import SimpleNamespace
+
+    from ptycho_tf._env import keras
+    from ptycho_tf.callbacks import PlateauCallback
+
+    config = attrs.evolve(tiny_config(tmp_path), learning_rate=1e-3, early_stop_patience=5)
+    model = SimpleNamespace(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), stop_training=False)
+    callback = PlateauCallback(config)
+    callback.set_model(model)
+    rates, stopped = [], None
+    for epoch, loss in enumerate(SCHEDULE_LOSSES):
+        callback.on_epoch_end(epoch, {"loss": loss})
+        rates.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+        if model.stop_training and stopped is None:
+            stopped = epoch + 1
+    assert rates == pytest.approx(SCHEDULE_RATES, rel=1e-6)  # the optimiser keeps its rate in float32
+    assert stopped == 11 == callback.stopped_epoch
+
+
+def test_early_stop_ends_training_on_a_plateau(tmp_path, grouped64):
+    # a rate this small leaves the weights (and so the epoch's mean loss) unchanged: a plateau from epoch 2
+    cfg = attrs.evolve(tiny_config(tmp_path), nepochs=6, learning_rate=1e-12, early_stop_patience=1,
+                       intensity_scale_trainable=False)
+    result = train_model(io.build_handle(cfg.model, cfg), grouped64, cfg, verbose=0)
+    assert result.epochs == 2 and len(result.history["loss"]) == 2
+    assert len(result.history["deviance"]) == 2 and len(result.history["misfit"]) == 2
+    assert min(result.history["deviance"]) >= 0 and 0 < result.history["misfit"][-1] < 10

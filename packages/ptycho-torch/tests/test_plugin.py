@@ -34,16 +34,31 @@ def test_package_init_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_infer_is_group_major_and_positions_are_centroid_plus_offset(backend, grouped64_g2):
+def test_infer_stitches_merged_group_objects_at_the_centroids(backend, grouped64_g2):
+    from ptycho_core import reference
+
     mc = ModelConfig(N=64, gridsize=2, n_filters_scale=1)
     model = backend.build_model(mc, None)
     assert isinstance(model, ModelHandle) and model.backend == "pytorch"
     result = backend.infer(model, grouped64_g2, InferenceConfig(model=mc, backend="pytorch", batch_size=5,
                                                                  accelerator="cpu"))
     assert isinstance(result, InferenceResult)
+    B = grouped64_g2.n_groups
+    assert result.patches.shape == (B, 64, 64) and result.patches.dtype == np.complex64
+    assert result.metadata["backend"] == "pytorch"
+    np.testing.assert_array_equal(result.positions, grouped64_g2.centroids)
+    fwd = backend.forward(model, grouped64_g2, TrainingConfig(model=mc, backend="pytorch"))
+    merged = reference.merge_patches(fwd.patches, grouped64_g2.offsets, 2)[1]
+    np.testing.assert_allclose(result.patches, merged, rtol=1e-4, atol=1e-5)
+
+
+def test_infer_without_object_big_is_group_major_and_positions_are_centroid_plus_offset(backend, grouped64_g2):
+    mc = ModelConfig(N=64, gridsize=2, n_filters_scale=1, object_big=False)
+    model = backend.build_model(mc, None)
+    result = backend.infer(model, grouped64_g2, InferenceConfig(model=mc, backend="pytorch", batch_size=5,
+                                                                 accelerator="cpu"))
     B, C = grouped64_g2.n_groups, 4
     assert result.patches.shape == (B * C, 64, 64) and result.patches.dtype == np.complex64
-    assert result.metadata["backend"] == "pytorch"
     tc = TrainingConfig(model=mc, backend="pytorch")
     fwd = backend.forward(model, grouped64_g2, tc)
     for b, c in [(0, 0), (0, 3), (3, 1), (B - 1, 2)]:

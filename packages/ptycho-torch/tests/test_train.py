@@ -186,3 +186,39 @@ def test_compiled_training_step_matches_eager_and_leaves_plain_weights(tmp_path,
     assert compiled.model.native._compiled_net is None  # inference uses the plain network
     ckpt = torch.load(tmp_path / "compiled" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert set(ckpt["state_dict"]) == set(a)
+
+
+# The sequence of packages/ptycho-core/tests/test_schedule.py: every backend halves at the same epochs.
+SCHEDULE_LOSSES = [10.0, 8.0, 8.0, 8.0, 7.9999, 7.0, 7.0, 7.0, 7.0, 7.0, 7.0, 7.0]
+SCHEDULE_RATES = [1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 1.25e-4, 1.25e-4, 1e-4]
+
+
+def test_plateau_callback_halves_the_optimiser_rate_like_the_core_schedule(tmp_path):
+    from types import SimpleNamespace
+
+    from ptycho_torch.train import PlateauCallback
+
+    config = tiny_training_config(tmp_path, learning_rate=1e-3, early_stop_patience=5)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))], lr=config.learning_rate)
+    trainer = SimpleNamespace(optimizers=[optimizer], callback_metrics={}, current_epoch=0, should_stop=False)
+    callback = PlateauCallback(config)
+    rates, stopped = [], None
+    for epoch, loss in enumerate(SCHEDULE_LOSSES):
+        trainer.current_epoch, trainer.callback_metrics["train_loss"] = epoch, torch.tensor(loss)
+        callback.on_train_epoch_end(trainer, None)
+        rates.append(optimizer.param_groups[0]["lr"])
+        if trainer.should_stop and stopped is None:
+            stopped = epoch + 1
+    assert rates == pytest.approx(SCHEDULE_RATES, rel=1e-12)
+    assert stopped == 11 == callback.stopped_epoch
+    assert callback.state_dict()["schedule"]["lr"] == pytest.approx(1e-4)
+
+
+def test_early_stop_ends_training_on_a_plateau(tmp_path, grouped64):
+    # a rate this small leaves the weights (and so the epoch's mean loss) unchanged: a plateau from epoch 2
+    config = tiny_training_config(tmp_path, nepochs=6, learning_rate=1e-12, early_stop_patience=1,
+                                  intensity_scale_trainable=False)
+    result = _train(grouped64, config)
+    assert result.epochs == 2 and len(result.history["loss"]) == 2
+    assert len(result.history["deviance"]) == 2 and len(result.history["misfit"]) == 2
+    assert min(result.history["deviance"]) >= 0 and 0 < result.history["misfit"][-1] < 10

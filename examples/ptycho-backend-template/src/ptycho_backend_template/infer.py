@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ptycho_backend_template.model import BACKEND_ID, check_data, physics_and_loss, predict, probe_for
+from ptycho_core import reference
 from ptycho_core.contracts import ForwardOutput, InferenceResult
 
 if TYPE_CHECKING:
@@ -16,24 +17,31 @@ if TYPE_CHECKING:
 
 
 def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) -> InferenceResult:
-    """Object patches for every group of ``data`` in batches of ``config.batch_size``.
+    """What to stitch for every group of ``data``, in batches of ``config.batch_size`` (physics.md s6).
 
     Returns
     -------
     InferenceResult
-        ``patches`` (B*C, N, N) complex64 flattened group-major (patch ``b*C + c``), ``positions``
-        (B*C, 2) = centroid + offset (x, y), ``metadata`` with the backend id, device and seconds.
+        With ``model_config.stitches_group_object`` (gridsize > 1, ``object_big``): each group's
+        merged object (:func:`ptycho_core.reference.merge_patches`), (B, N, N) at the group
+        centroids. Otherwise the patches flattened group-major (patch ``b*C + c``), (B*C, N, N)
+        at centroid + offset. ``metadata`` holds the backend id, device and seconds.
     """
     mc = model.model_config
     check_data(mc, data)
     probe_n = probe_for(model.native, data, mc)
     params = model.native.weights
+    merged = mc.stitches_group_object
     t0 = time.perf_counter()
-    chunks = [predict(params, data.X[lo:lo + config.batch_size], probe_n)
-              for lo in range(0, data.n_groups, config.batch_size)]
+    chunks = []
+    for lo in range(0, data.n_groups, config.batch_size):
+        chunk = predict(params, data.X[lo:lo + config.batch_size], probe_n)  # (b, N, N, C)
+        if merged:
+            chunk = reference.merge_patches(chunk, data.offsets[lo:lo + config.batch_size], mc.gridsize)[1][..., None]
+        chunks.append(chunk.transpose(0, 3, 1, 2).reshape(-1, mc.N, mc.N))
     seconds = time.perf_counter() - t0
-    patches = [chunk.transpose(0, 3, 1, 2).reshape(-1, mc.N, mc.N) for chunk in chunks]
-    return InferenceResult(patches=np.concatenate(patches), positions=data.positions.reshape(-1, 2),
+    return InferenceResult(patches=np.concatenate(chunks),
+                           positions=data.centroids if merged else data.positions.reshape(-1, 2),
                            metadata={"backend": BACKEND_ID, "device": "cpu", "seconds": seconds})
 
 

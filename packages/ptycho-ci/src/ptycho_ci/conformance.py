@@ -13,7 +13,8 @@ False); every subclass is (``__test__`` turns True unless the subclass sets it).
 checks run through :mod:`ptycho_core.backends` against the core contracts and the NumPy
 reference: backend info, build, forward (shapes, dtypes, loss, and the physics against
 :func:`ptycho_core.reference.physics_forward`), a one-epoch train, inference (patch count
-and positions), bundle save/load (directory and zip), reassembly against the reference
+and positions; at gridsize > 1 the merged group objects at the centroids), bundle save/load
+(directory and zip), reassembly against the reference
 (random sub-pixel patches and the "F" marker orientation round trip), canonical weight
 export/import, and refusal of another backend's bundle.
 
@@ -160,11 +161,24 @@ class BackendConformance:
         assert len(trained.history["loss"]) == training_config.nepochs
         assert np.isfinite(trained.history["loss"]).all()
 
-    def test_infer_patches_and_positions(self, conformance_backend, trained, grouped, inference_config):
+    def test_infer_patches_and_positions(self, conformance_backend, trained, grouped, inference_config,
+                                         training_config):
         self._maybe_skip("infer")
         result = conformance_backend.infer(trained.model, grouped, inference_config)
         assert isinstance(result, InferenceResult)
         B, N, _, C = grouped.X.shape
+        mc = trained.model.model_config
+        if mc.stitches_group_object:  # gridsize > 1: one merged object per group, at its centroid (physics.md s6)
+            np.testing.assert_allclose(result.positions, grouped.centroids, atol=1e-9,
+                                       err_msg="positions != group centroids (gridsize > 1 stitches the merged "
+                                       "group object, physics.md s6)")
+            assert result.patches.shape == (B, N, N) and result.patches.dtype == np.complex64
+            raw = conformance_backend.forward(trained.model, grouped, training_config).patches
+            expected = reference.merge_patches(raw, grouped.offsets, mc.gridsize)[1]
+            peak = float(np.abs(expected).max())
+            np.testing.assert_allclose(result.patches, expected, rtol=1e-3, atol=1e-3 * peak,
+                                       err_msg="patches != reference.merge_patches of the network's patches")
+            return
         assert result.patches.shape == (B * C, N, N) and result.patches.dtype == np.complex64
         assert np.isfinite(result.patches).all()
         expected = (grouped.centroids[:, None, :] + grouped.offsets).reshape(-1, 2)

@@ -106,10 +106,18 @@ def _common(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def _print_paths(rec: Any) -> None:
+    from ptycho_core.workflow import training_summary
+
     paths = rec.metadata.get("paths", {})
     print(f"backend: {rec.metadata['backend']}")
     for key, value in paths.items():
         print(f"  {key:<15} {value}")
+    history = rec.metadata.get("history")
+    if history:
+        fit = training_summary(history)
+        if "deviance" in fit:
+            print(f"  network fit after {fit['epochs_run']} epochs: Poisson deviance {fit['deviance']:.4g} "
+                  f"(0 = perfect), amplitude misfit {fit['misfit']:.3g}")
     refined = rec.metadata.get("refine")
     if refined:
         n = refined["iterations"]
@@ -135,7 +143,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     path = bundle.save_bundle(result.model, Path(cfg.output_dir) / workflow.BUNDLE_NAME, training_config=cfg,
                               overwrite=True)
-    print(f"trained {result.epochs} epochs with {cfg.backend}; final loss {result.history['loss'][-1]:.6g}")
+    fit = workflow.training_summary(result.history)
+    text = (f"Poisson deviance {fit['deviance']:.4g} (0 = perfect), amplitude misfit {fit['misfit']:.3g}"
+            if "deviance" in fit else f"loss {fit['loss']:.6g}")
+    print(f"trained {result.epochs} epochs with {cfg.backend}; final {text}")
     print(f"model bundle: {path}")
     return 0
 

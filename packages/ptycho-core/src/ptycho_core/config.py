@@ -25,6 +25,11 @@ from ptycho_core.errors import ConfigError, UnknownBackendError
 ALLOWED_N = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 DEFAULT_BACKEND = "pytorch"
+DEFAULT_NEIGHBOR_COUNT = 8
+"""Default K of the neighbour grouping (``neighbor_count``; physics.md s6): the K nearest *other*
+scan positions of a seed. 8 is the 4 side and 4 diagonal neighbours on a raster, so a gridsize-2
+group is the seed plus 3 of 8 ("8 choose 3" = 56 possible groups per seed) instead of always
+the same 3; it still covers gridsize 3 (C - 1 = 8)."""
 
 
 def _field_error(inst: Any, attribute: attrs.Attribute, value: Any, expected: str) -> ConfigError:
@@ -117,7 +122,8 @@ class ModelConfig:
     object_big: bool = attrs.field(default=True, validator=_boolean)
     """Merge the C patches of a group into one object canvas (gridsize > 1)."""
     probe_big: bool = attrs.field(default=True, validator=_boolean)
-    """Predict the object outside the central N/2 square with an extra branch."""
+    """Predict the object outside the central N/2 square with an extra branch; off at gridsize > 1 with
+    object_big, where the masked merge zeroes it (see uses_probe_big)."""
     probe_mask: bool = attrs.field(default=False, validator=_boolean)
     """Apply a hard disk mask (radius N/4) to the probe."""
     pad_object: bool = attrs.field(default=True, validator=_boolean)
@@ -134,6 +140,30 @@ class ModelConfig:
         """Number of patterns per group, ``gridsize**2``."""
         return self.gridsize * self.gridsize
 
+    @property
+    def uses_probe_big(self) -> bool:
+        """Whether the network builds the ``probe_big`` outer branch: ``probe_big`` and not a merged group.
+
+        At gridsize > 1 with ``object_big`` the physics layer merges the C patches of a group
+        with the numerator masked by the central N/2 window (physics.md s5 step 1), so everything
+        the outer branch predicts outside that window is multiplied by zero: its parameters get
+        no gradient and never train. The branch is therefore not built there (physics.md s4).
+        At gridsize 1, or without ``object_big`` (patches not merged), the outer prediction
+        reaches the diffraction model and the branch is built when ``probe_big`` is true.
+        Both backends and their weight export/import decide with this property.
+        """
+        return self.probe_big and (self.channels == 1 or not self.object_big)
+
+    @property
+    def stitches_group_object(self) -> bool:
+        """Whether inference stitches one merged object per group (at its centroid) instead of C patches.
+
+        True at gridsize > 1 with ``object_big``: the loss constrains only the merged group
+        object (physics.md s5 steps 1-3), not the network's raw per-channel patches, so that
+        is what inference reassembles (physics.md s6). Both backends decide with this property.
+        """
+        return self.channels > 1 and self.object_big
+
 
 @attrs.frozen(kw_only=True)
 class TrainingConfig:
@@ -147,11 +177,13 @@ class TrainingConfig:
     batch_size: int = attrs.field(default=16, validator=_int_at_least(1))
     """Groups per optimisation step."""
     nepochs: int = attrs.field(default=40, validator=_int_at_least(1))
-    """Number of training epochs (in total, also when resuming)."""
+    """Number of training epochs (in total, also when resuming); the most, with early_stop_patience."""
+    early_stop_patience: int = attrs.field(default=0, validator=_int_at_least(0))
+    """Stop after this many epochs in a row without a lower loss (Poisson deviance); 0 = run all nepochs."""
     learning_rate: float = attrs.field(default=1e-3, converter=_to_float, validator=_number(0.0, strict=True))
-    """Adam learning rate (halved on a loss plateau, floor 1e-4)."""
+    """Adam learning rate (halved after 2 epochs without a lower loss, floor 1e-4; ptycho_core.schedule)."""
     nll_weight: float = attrs.field(default=1.0, converter=_to_float, validator=_number(0.0, strict=False))
-    """Weight of the Poisson negative log-likelihood."""
+    """Weight of the Poisson negative log-likelihood (reported as its deviance, >= 0)."""
     mae_weight: float = attrs.field(default=0.0, converter=_to_float, validator=_number(0.0, strict=False))
     """Weight of the amplitude mean absolute error."""
     realspace_weight: float = attrs.field(
@@ -162,8 +194,8 @@ class TrainingConfig:
     """Mean photons per pattern; sets the physics scale sqrt(nphotons)/(N/2)."""
     n_groups: int | None = attrs.field(default=None, validator=_optional_int_at_least(1))
     """Number of groups to train on (None = one per scan position)."""
-    neighbor_count: int = attrs.field(default=4, validator=_int_at_least(1))
-    """K of the K-nearest-neighbour grouping."""
+    neighbor_count: int = attrs.field(default=DEFAULT_NEIGHBOR_COUNT, validator=_int_at_least(1))
+    """K: a group is its seed plus C - 1 of the seed's K nearest other positions (K >= C - 1; gridsize > 1)."""
     seed: int = attrs.field(default=42, validator=_int_at_least(0))
     """Seed of grouping, shuffling and weight initialisation."""
     intensity_scale_trainable: bool = attrs.field(default=True, validator=_boolean)
@@ -191,9 +223,10 @@ class TrainingConfig:
 
     def __attrs_post_init__(self) -> None:
         c = self.model.channels
-        if self.neighbor_count < c:
+        if c > 1 and self.neighbor_count < c - 1:
             raise ConfigError(
-                f"TrainingConfig.neighbor_count: expected an integer >= gridsize**2 = {c}, "
+                f"TrainingConfig.neighbor_count: expected an integer >= gridsize**2 - 1 = {c - 1} "
+                f"(the nearest other positions the group members besides the seed are drawn from), "
                 f"got {self.neighbor_count}"
             )
         if self.num_nodes > 1 and self.strategy != "ddp":
@@ -216,8 +249,8 @@ class InferenceConfig:
     """Groups per prediction batch."""
     n_groups: int | None = attrs.field(default=None, validator=_optional_int_at_least(1))
     """Number of groups to reconstruct (None = one per scan position)."""
-    neighbor_count: int = attrs.field(default=4, validator=_int_at_least(1))
-    """K of the K-nearest-neighbour grouping."""
+    neighbor_count: int = attrs.field(default=DEFAULT_NEIGHBOR_COUNT, validator=_int_at_least(1))
+    """K: a group is its seed plus C - 1 of the seed's K nearest other positions (K >= C - 1; gridsize > 1)."""
     seed: int = attrs.field(default=42, validator=_int_at_least(0))
     """Seed of the grouping."""
     stitch_crop: int = attrs.field(default=20, validator=_int_at_least(1))

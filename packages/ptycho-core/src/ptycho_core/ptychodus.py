@@ -39,7 +39,7 @@ from ptychodus.api.reconstruct import (
 from ptychodus.api.settings import SettingsRegistry
 
 from ptycho_core import backends, bundle, workflow
-from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho_core.config import DEFAULT_NEIGHBOR_COUNT, InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.errors import ConfigError, DataError, MissingDependencyError
 from ptycho_core.ptychodus_data import mean_photons, output_product, to_dataset
 
@@ -78,7 +78,8 @@ class PtychoSettings:
         return TrainingConfig(
             model=model, nepochs=self.epochs.get_value(), batch_size=self.batch_size.get_value(),
             learning_rate=float(self.learning_rate.get_value()), nphotons=mean_photons(dataset),
-            neighbor_count=max(4, gridsize * gridsize), seed=self.seed.get_value(), output_dir=output_dir,
+            neighbor_count=max(DEFAULT_NEIGHBOR_COUNT, gridsize * gridsize - 1), seed=self.seed.get_value(),
+            output_dir=output_dir,
             backend=backend,
         )
 

@@ -7,7 +7,8 @@ Implements the non-learned parts of physics.md exactly as docs/conventions.md fi
   :func:`normalisation_factor`, :func:`physics_scale`, :func:`probe_disk_mask`,
   :func:`gaussian_smooth`, :func:`normalize_probe`;
 - the physics layer inside training (s3): :func:`merge_patches`, :func:`extract_from_canvas`,
-  :func:`physics_forward`, :func:`poisson_nll`, :func:`total_loss`;
+  :func:`physics_forward`, :func:`poisson_nll`, :func:`poisson_deviance`,
+  :func:`amplitude_misfit`, :func:`total_loss`;
 - stitching (s4): :func:`canvas_geometry`, :func:`apply_flips`, :func:`crop_center`,
   :func:`reassemble`, :func:`reassemble_loop`, :func:`splat_sum` (the adjoint of
   :func:`extract_patches`, used by :mod:`ptycho_core.refine`).
@@ -26,10 +27,12 @@ from ptycho_core.hookspecs import hookimpl
 from ptycho_core.reference_layer import (
     LOG_EPS,
     MERGE_EPS,
+    amplitude_misfit,
     extract_from_canvas,
     merge_canvas_side,
     merge_patches,
     physics_forward,
+    poisson_deviance,
     poisson_nll,
     total_loss,
 )
@@ -58,6 +61,7 @@ __all__ = [
     "LOG_EPS",
     "MERGE_EPS",
     "ReferencePlugin",
+    "amplitude_misfit",
     "apply_flips",
     "canvas_geometry",
     "crop_center",
@@ -72,6 +76,7 @@ __all__ = [
     "normalize_probe",
     "physics_forward",
     "physics_scale",
+    "poisson_deviance",
     "poisson_nll",
     "probe_disk_mask",
     "reassemble",

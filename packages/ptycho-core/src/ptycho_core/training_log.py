@@ -13,7 +13,12 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["atomic_write", "continue_csv_log"]
+__all__ = ["HISTORY_KEYS", "atomic_write", "continue_csv_log"]
+
+#: Per-epoch entries of ``TrainResult.history`` on every backend: the reported loss (Poisson
+#: deviance plus any weighted MAE / real-space terms, >= 0), the deviance alone, the relative
+#: amplitude misfit, the physics intensity scale, the learning rate the epoch used, and seconds.
+HISTORY_KEYS = ("loss", "deviance", "misfit", "intensity_scale", "lr", "epoch_s")
 
 
 def atomic_write(path: Path | str, write: Callable[[str], None]) -> None:

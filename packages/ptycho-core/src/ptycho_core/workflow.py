@@ -341,10 +341,26 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path) -> di
             network=refined["network_object"] if refined else None))
     rec.metadata["paths"] = paths
     summary = {k: v for k, v in rec.metadata.items() if k in ("backend", "timings", "epochs", "paths", "n_patches")}
+    if history:
+        summary["training"] = training_summary(history)
     if refined:
         summary["refine"] = {k: v for k, v in refined.items() if k != "network_object"}
     _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return paths
+
+
+def training_summary(history: dict[str, list[float]]) -> dict[str, Any]:
+    """The network's fit at the end of training: epochs run, final Poisson deviance, misfit and rate.
+
+    ``deviance`` is the Poisson negative log-likelihood minus its floor (0 = the predicted
+    intensities equal the measured ones); ``misfit`` is ``sum((sqrt(lam) - sqrt(k))^2) / sum(k)``
+    over the training data. Keys missing from a backend's history are left out.
+    """
+    out: dict[str, Any] = {"epochs_run": len(history.get("loss", []))}
+    for key in ("deviance", "misfit", "loss", "lr"):
+        if history.get(key):
+            out[key] = float(history[key][-1])
+    return out
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

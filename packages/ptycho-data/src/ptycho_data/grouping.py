@@ -6,14 +6,20 @@ physics.md section 6 and docs/conventions.md:
   offset is zero. ``n_groups=None`` keeps every pattern once, in scan order; a smaller
   ``n_groups`` draws that many distinct patterns (seeded) and keeps them in scan order.
 - gridsize > 1: a KD-tree (:class:`scipy.spatial.cKDTree`) gives the K = ``neighbor_count``
-  nearest scan positions of each seed point, the seed itself included. One group per seed
-  takes C of those K at random (seeded); its channels are ordered by distance to the seed.
+  nearest *other* scan positions of each seed point (the seed itself not counted). Every
+  group is the seed plus C - 1 of those K others drawn at random (seeded), so with K > C - 1
+  neighbouring seeds give groups of different shapes. Channel order: the seed first, then the
+  other members by increasing distance to the seed (ties in the KD-tree's order).
   ``n_groups=None`` uses every scan position once as a seed (in scan order); a smaller
-  ``n_groups`` draws distinct seeds.
+  ``n_groups`` draws distinct seeds. Requires C - 1 <= K <= n - 1. The default K = 8 is the
+  4 side and 4 diagonal neighbours on a raster: "8 choose 3" = 56 possible groups per seed
+  at gridsize 2, inside the raster each within one diagonal step of the seed (at its edges
+  the 8 nearest reach two steps along the edge).
 - ``oversample=True`` (gridsize > 1, with ``n_groups`` given) draws the groups from all
-  distinct "K choose C" combinations of every seed's neighbourhood instead, so there can be
-  more groups than scan positions; no combination (as a set of patterns) appears twice.
-  Channels are then in index order. With ``n_groups=None`` it changes nothing.
+  distinct groups of the form seed + (C - 1 of its K others), over every seed, instead, so
+  there can be more groups than scan positions; no group (as a set of patterns) appears
+  twice. Channel order as above (the seed of the first listing of that set first). With
+  ``n_groups=None`` it changes nothing.
 
 Relative offsets are ``position - group centroid`` as (x, y), so they sum to zero per group.
 The same seed always gives the same groups. Amplitudes are multiplied by the dataset
@@ -37,6 +43,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ptycho_core import reference
+from ptycho_core.config import DEFAULT_NEIGHBOR_COUNT
 from ptycho_core.contracts import Dataset, GroupedData, LazyArray
 from ptycho_core.errors import ConfigError, DataError
 from ptycho_data.lazy import LazyDataset
@@ -129,14 +136,19 @@ def _check_int(name: str, value: Any, low: int) -> int:
 
 
 def _neighbours(points: np.ndarray, k: int) -> np.ndarray:
-    """(n, k) indices of the k nearest points of every point, the point itself in column 0."""
-    _, idx = cKDTree(points).query(points, k=k)
-    idx = np.asarray(idx, dtype=np.int64).reshape(len(points), k)
-    own = np.arange(len(points))
-    for i in np.flatnonzero(idx[:, 0] != own):  # duplicate positions: make sure "self" comes first
-        row = [j for j in idx[i] if j != i]
-        idx[i] = [i, *row[: k - 1]]
-    return idx
+    """(n, k) indices of the k nearest *other* points of every point, nearest first.
+
+    The point itself is never listed, also when other points share its position (those
+    then come first, at distance 0).
+    """
+    n = len(points)
+    _, idx = cKDTree(points).query(points, k=k + 1)
+    idx = np.asarray(idx, dtype=np.int64).reshape(n, k + 1)
+    own = np.arange(n)[:, None]
+    is_self = idx == own
+    missing = ~is_self.any(axis=1)  # self lost among duplicates at distance 0: drop the last column
+    is_self[missing, -1] = True
+    return idx[~is_self].reshape(n, k)
 
 
 def _draw_seeds(n: int, n_groups: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -145,38 +157,50 @@ def _draw_seeds(n: int, n_groups: int | None, rng: np.random.Generator) -> np.nd
     return np.sort(rng.choice(n, size=n_groups, replace=False)).astype(np.int64)
 
 
+def _with_seed(seeds: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Rows ``[seed, *others]``: (B,) and (B, C - 1) -> (B, C)."""
+    return np.concatenate([seeds[:, None], others], axis=1)
+
+
 def _oversampled(nbrs: np.ndarray, c: int, n_groups: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_groups`` distinct C-subsets (rows sorted by index) of the neighbourhoods ``nbrs``."""
+    """``n_groups`` distinct groups seed + (C - 1 of its K others) over every seed of ``nbrs``.
+
+    Distinct means distinct as sets of patterns. Rows keep the channel order of
+    :func:`group_coordinates` (seed first, then by distance to it).
+    """
     n, k = nbrs.shape
-    per_seed = comb(k, c)
+    per_seed = comb(k, c - 1)
+    seeds = np.arange(n, dtype=np.int64)
     if n * per_seed <= ENUMERATE_LIMIT:
-        choose = np.asarray(list(combinations(range(k), c)), dtype=np.int64)  # (per_seed, c)
-        pool = np.sort(nbrs[:, choose].reshape(-1, c), axis=1)
-        pool = np.unique(pool, axis=0)
+        choose = np.asarray(list(combinations(range(k), c - 1)), dtype=np.int64)  # (per_seed, c-1), sorted
+        rows = _with_seed(np.repeat(seeds, per_seed), nbrs[:, choose].reshape(-1, c - 1))
+        _, first = np.unique(np.sort(rows, axis=1), axis=0, return_index=True)
+        pool = rows[np.sort(first)]  # one row per distinct set, in seed order
         if n_groups > len(pool):
             raise ConfigError(
-                f"n_groups: expected at most {len(pool)} (the distinct groups of {c} among the "
-                f"{k} nearest neighbours of {n} scan positions), got {n_groups}; "
+                f"n_groups: expected at most {len(pool)} (the distinct groups of a seed and {c - 1} of "
+                f"its {k} nearest neighbours over {n} scan positions), got {n_groups}; "
                 "lower n_groups or raise neighbor_count"
             )
         pick = rng.choice(len(pool), size=n_groups, replace=False)
         return pool[np.sort(pick)]
     seen: set[tuple[int, ...]] = set()
-    rows: list[tuple[int, ...]] = []
+    found: list[np.ndarray] = []
     attempts = 0
-    while len(rows) < n_groups:
+    while len(found) < n_groups:
         attempts += 1
         if attempts > 50 * n_groups:
             raise ConfigError(
-                f"n_groups: could not draw {n_groups} distinct groups of {c} among the {k} nearest "
-                f"neighbours of {n} scan positions; lower n_groups"
+                f"n_groups: could not draw {n_groups} distinct groups of a seed and {c - 1} of its {k} "
+                f"nearest neighbours over {n} scan positions; lower n_groups or raise neighbor_count"
             )
         seed = int(rng.integers(n))
-        row = tuple(sorted(int(j) for j in nbrs[seed, rng.choice(k, size=c, replace=False)]))
-        if row not in seen:
-            seen.add(row)
-            rows.append(row)
-    return np.asarray(rows, dtype=np.int64)
+        row = np.array([seed, *nbrs[seed, np.sort(rng.choice(k, size=c - 1, replace=False))]], dtype=np.int64)
+        key = tuple(sorted(row.tolist()))
+        if key not in seen:
+            seen.add(key)
+            found.append(row)
+    return np.stack(found)
 
 
 def group_coordinates(
@@ -185,7 +209,7 @@ def group_coordinates(
     *,
     gridsize: int = 1,
     n_groups: int | None = None,
-    neighbor_count: int = 4,
+    neighbor_count: int = DEFAULT_NEIGHBOR_COUNT,
     seed: int = 42,
     oversample: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -200,16 +224,19 @@ def group_coordinates(
     n_groups : int or None
         Number of groups; None means one group per scan position.
     neighbor_count : int
-        K of the K-nearest-neighbour search (the seed point included); must be >= C.
+        K: the number of nearest *other* positions (the seed not counted) from which the C - 1
+        members besides the seed are drawn; C - 1 <= K <= n - 1 (ignored at gridsize 1).
+        Default 8: on a raster the 4 side and 4 diagonal neighbours.
     seed : int
         Seed of the :func:`numpy.random.default_rng` generator that picks seeds and members.
     oversample : bool
-        Draw from all distinct "K choose C" combinations, allowing more groups than positions.
+        Draw from all distinct groups seed + (C - 1 of its K others), allowing more groups
+        than positions.
 
     Returns
     -------
     indices : ndarray, shape (B, C), int64
-        Pattern indices of every group.
+        Pattern indices of every group: the seed first, then by distance to the seed.
     centroids : ndarray, shape (B, 2), float64
         Group centroids (x, y).
     offsets : ndarray, shape (B, C, 2), float64
@@ -218,8 +245,8 @@ def group_coordinates(
     Raises
     ------
     ConfigError
-        If ``neighbor_count`` < C or > the number of positions, or ``n_groups`` exceeds the
-        number of possible groups.
+        If ``neighbor_count`` < C - 1 or > the number of positions - 1 (gridsize > 1), or
+        ``n_groups`` exceeds the number of possible groups.
     """
     x = np.asarray(xcoords, dtype=np.float64).ravel()
     y = np.asarray(ycoords, dtype=np.float64).ravel()
@@ -233,12 +260,18 @@ def group_coordinates(
     n, c = x.size, gridsize * gridsize
     points = np.stack([x, y], axis=1)
     rng = np.random.default_rng(seed)
-    if c > 1 and k < c:
-        raise ConfigError(f"neighbor_count: expected an integer >= gridsize**2 = {c} (K >= C), got {k}")
     if c > n:
         raise ConfigError(f"gridsize: groups of {c} patterns need at least {c} scan positions, got {n}")
-    if c > 1 and k > n:
-        raise ConfigError(f"neighbor_count: expected at most the number of scan positions ({n}), got {k}")
+    if c > 1 and k < c - 1:
+        raise ConfigError(
+            f"neighbor_count: expected an integer >= gridsize**2 - 1 = {c - 1} (K nearest other positions "
+            f"to draw the {c - 1} members besides the seed from), got {k}"
+        )
+    if c > 1 and k > n - 1:
+        raise ConfigError(
+            f"neighbor_count: expected at most the number of scan positions - 1 = {n - 1} "
+            f"(K counts the other positions, not the seed), got {k}"
+        )
     if oversample and c > 1 and n_groups is not None:
         indices = _oversampled(_neighbours(points, k), c, n_groups, rng)
     else:
@@ -252,8 +285,8 @@ def group_coordinates(
             indices = seeds[:, None]
         else:
             nbrs = _neighbours(points, k)[seeds]
-            cols = np.sort(np.stack([rng.choice(k, size=c, replace=False) for _ in seeds]), axis=1)
-            indices = np.take_along_axis(nbrs, cols, axis=1)
+            cols = np.sort(np.stack([rng.choice(k, size=c - 1, replace=False) for _ in seeds]), axis=1)
+            indices = _with_seed(seeds, np.take_along_axis(nbrs, cols, axis=1))
     group_pos = points[indices]  # (B, C, 2)
     centroids = group_pos.mean(axis=1)
     offsets = group_pos - centroids[:, None, :]
@@ -265,7 +298,7 @@ def group_dataset(
     *,
     gridsize: int = 1,
     n_groups: int | None = None,
-    neighbor_count: int = 4,
+    neighbor_count: int = DEFAULT_NEIGHBOR_COUNT,
     seed: int = 42,
     oversample: bool = False,
     normalise: bool = True,

@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from ptycho_core import training_log
+from ptycho_core.config import TrainingConfig
 from ptycho_core.errors import ConfigError
+from ptycho_core.schedule import PlateauSchedule
 from ptycho_tf._env import keras
 
 STATE_FILE = "last.json"
@@ -50,11 +52,14 @@ def sha256_file(path: Path) -> str:
 
 
 class EpochHistory(keras.callbacks.Callback):
-    """Per-epoch loss, intensity scale, learning rate and seconds; adds ``intensity_scale`` to the epoch logs."""
+    """Per-epoch loss, deviance, misfit, intensity scale, learning rate and seconds (``training_log.HISTORY_KEYS``).
+
+    Adds ``intensity_scale`` to the epoch logs.
+    """
 
     def __init__(self, previous: dict[str, list[float]] | None = None) -> None:
         super().__init__()
-        self.history: dict[str, list[float]] = {"loss": [], "intensity_scale": [], "lr": [], "epoch_s": []}
+        self.history: dict[str, list[float]] = {key: [] for key in training_log.HISTORY_KEYS}
         for key, values in (previous or {}).items():
             self.history[key] = [float(v) for v in values]
         self.epochs_run = 0
@@ -69,7 +74,8 @@ class EpochHistory(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         scale = float(keras.ops.convert_to_numpy(self.model.physics.intensity_scale))
         logs["intensity_scale"] = scale
-        self.history["loss"].append(float(logs.get("loss", float("nan"))))
+        for key in ("loss", "deviance", "misfit"):
+            self.history[key].append(float(logs.get(key, float("nan"))))
         self.history["intensity_scale"].append(scale)
         self.history["lr"].append(self._lr)
         self.history["epoch_s"].append(time.perf_counter() - self._t0)
@@ -95,32 +101,35 @@ class DivergenceGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class PlateauSchedule(keras.callbacks.ReduceLROnPlateau):
-    """``ReduceLROnPlateau(factor 0.5, patience 2, min_lr 1e-4)`` on the training loss, resumable.
+class PlateauCallback(keras.callbacks.Callback):
+    """The learning-rate schedule and early stop of :mod:`ptycho_core.schedule` on the epoch's ``loss``.
 
-    ``state`` (``wait``, ``best``, ``cooldown_counter``) restores the schedule of a checkpoint.
+    Runs after :class:`EpochHistory` (which records the rate the epoch used); ``state``
+    (from :meth:`state`) continues the schedule of a checkpoint.
     """
 
-    def __init__(self, state: dict | None = None) -> None:
-        super().__init__(monitor="loss", factor=0.5, patience=2, min_lr=1e-4, mode="min", verbose=0)
-        self._initial_state = dict(state or {})
+    def __init__(self, config: TrainingConfig, state: dict | None = None) -> None:
+        super().__init__()
+        self.schedule = PlateauSchedule.from_state(state, config.learning_rate, config.early_stop_patience)
+        self.stopped_epoch: int | None = None
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        for key in ("wait", "best", "cooldown_counter"):
-            if key in self._initial_state:
-                setattr(self, key, float(self._initial_state[key]) if key == "best" else int(self._initial_state[key]))
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        lr = self.schedule.step(float((logs or {}).get("loss", float("nan"))))
+        self.model.optimizer.learning_rate = lr
+        if self.schedule.stop and self.stopped_epoch is None:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
 
     def state(self) -> dict:
-        """``wait``, ``best`` and ``cooldown_counter`` as plain numbers."""
-        return {"wait": int(self.wait), "best": float(self.best), "cooldown_counter": int(self.cooldown_counter)}
+        """The schedule's state as plain numbers (:meth:`ptycho_core.schedule.PlateauSchedule.state`)."""
+        return self.schedule.state()
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Write ``last.*`` every ``every`` epochs and after the final epoch, unless the loss went bad."""
 
     def __init__(self, directory: Path, every: int, total_epochs: int, history: EpochHistory,
-                 plateau: PlateauSchedule, guard: DivergenceGuard, seed: int) -> None:
+                 plateau: PlateauCallback, guard: DivergenceGuard, seed: int) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.every, self.total_epochs, self.seed = int(every), int(total_epochs), int(seed)
@@ -223,5 +232,6 @@ def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float
     :func:`ptycho_core.training_log.continue_csv_log` with the columns of Keras' ``CSVLogger``.
     """
     training_log.continue_csv_log(path, start_epoch, history,
-                                  fields=["epoch", "intensity_scale", "learning_rate", "loss"],
-                                  columns={"loss": "loss", "intensity_scale": "intensity_scale", "learning_rate": "lr"})
+                                  fields=["epoch", "deviance", "intensity_scale", "learning_rate", "loss", "misfit"],
+                                  columns={"loss": "loss", "deviance": "deviance", "misfit": "misfit",
+                                           "intensity_scale": "intensity_scale", "learning_rate": "lr"})

@@ -12,6 +12,7 @@ from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, M
 from ptycho_core.errors import ConfigError
 from ptycho_tf._env import tf
 from ptycho_tf.module import BACKEND_ID, PtychoModel, check_data, normalized_probe
+from ptycho_tf.physics import centre_crop, merge
 
 
 def device_scope(accelerator: str):
@@ -26,51 +27,76 @@ def device_scope(accelerator: str):
     return contextlib.nullcontext()
 
 
-def _predict_fn(native: PtychoModel):
-    """A ``tf.function`` (traced once per model and input shape) mapping X to (real, imag) patches."""
-    fn = getattr(native, "_ptycho_predict_fn", None)
+def _predict_fn(native: PtychoModel, merged: bool = False):
+    """A ``tf.function`` (traced once per model and input shape) mapping X to complex patches.
+
+    ``merged``: the function takes ``(X, offsets)`` and returns each group's merged object
+    (physics.md s5 steps 1-2), (B, N, N).
+    """
+    attr = "_ptycho_predict_merged_fn" if merged else "_ptycho_predict_fn"
+    fn = getattr(native, attr, None)
     if fn is None:
         N, C = native.model_config.N, native.model_config.channels
+        x_spec = tf.TensorSpec([None, N, N, C], tf.float32)
+        if merged:
+            gridsize = native.model_config.gridsize
 
-        @tf.function(input_signature=[tf.TensorSpec([None, N, N, C], tf.float32)], reduce_retracing=True)
-        def fn(X):
-            return native.patches(X, training=False)
+            @tf.function(input_signature=[x_spec, tf.TensorSpec([None, C, 2], tf.float64)], reduce_retracing=True)
+            def fn(X, offsets):
+                return centre_crop(merge(native.patches(X, training=False), offsets, gridsize), N)
+        else:
+            @tf.function(input_signature=[x_spec], reduce_retracing=True)
+            def fn(X):
+                return native.patches(X, training=False)
 
-        native._ptycho_predict_fn = fn
+        setattr(native, attr, fn)
     return fn
 
 
-def predict_patches(native: PtychoModel, X: np.ndarray, batch_size: int) -> np.ndarray:
-    """Network output for ``X`` (B, N, N, C) in batches of ``batch_size``: (B, N, N, C) complex64 NumPy."""
-    fn = _predict_fn(native)
-    out = [fn(tf.constant(X[start:start + batch_size], tf.float32)).numpy()
-           for start in range(0, X.shape[0], batch_size)]
+def predict_patches(native: PtychoModel, X: np.ndarray, batch_size: int,
+                    offsets: np.ndarray | None = None) -> np.ndarray:
+    """Network output for ``X`` (B, N, N, C) in batches of ``batch_size``: (B, N, N, C) complex64 NumPy.
+
+    With ``offsets`` (B, C, 2): each group's merged object instead, (B, N, N, 1).
+    """
+    N, C = native.model_config.N, native.model_config.channels
+    if offsets is None:
+        fn = _predict_fn(native)
+        out = [fn(tf.constant(X[start:start + batch_size], tf.float32)).numpy()
+               for start in range(0, X.shape[0], batch_size)]
+    else:
+        fn = _predict_fn(native, merged=True)
+        out = [fn(tf.constant(X[start:start + batch_size], tf.float32),
+                  tf.constant(offsets[start:start + batch_size], tf.float64)).numpy()[..., None]
+               for start in range(0, X.shape[0], batch_size)]
     if not out:
-        N, C = native.model_config.N, native.model_config.channels
-        return np.zeros((0, N, N, C), np.complex64)
+        return np.zeros((0, N, N, C if offsets is None else 1), np.complex64)
     return np.concatenate(out).astype(np.complex64, copy=False)
 
 
 def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) -> InferenceResult:
-    """Object patches for every group of ``data``, flattened group-major (patch ``b*C + c``).
+    """What to stitch for every group of ``data`` (physics.md s6).
 
     Returns
     -------
     InferenceResult
-        ``patches`` (B*C, N, N) complex64, ``positions`` (B*C, 2) = centroid + offset (x, y),
-        ``metadata`` with the backend id, the accelerator and the time taken.
+        With ``model_config.stitches_group_object`` (gridsize > 1, ``object_big``): one merged
+        group object per group, ``patches`` (B, N, N) at ``positions`` = the group centroids.
+        Otherwise the network's patches flattened group-major (patch ``b*C + c``), (B*C, N, N)
+        at centroid + offset. ``metadata`` holds the backend id, the accelerator and the time taken.
     """
     native: PtychoModel = model.native
-    check_data(model.model_config, data)
+    mc = model.model_config
+    check_data(mc, data)
+    merged = mc.stitches_group_object
     t0 = time.perf_counter()
     with device_scope(config.accelerator):
-        grouped = predict_patches(native, data.X, config.batch_size)
+        grouped = predict_patches(native, data.X, config.batch_size, data.offsets if merged else None)
     seconds = time.perf_counter() - t0
-    N = model.model_config.N
-    patches = np.moveaxis(grouped, -1, 1).reshape(-1, N, N)  # (B, C, N, N) -> group-major
+    patches = np.moveaxis(grouped, -1, 1).reshape(-1, mc.N, mc.N)  # (B, C, N, N) -> group-major
     return InferenceResult(
         patches=patches,
-        positions=data.positions.reshape(-1, 2),
+        positions=data.centroids if merged else data.positions.reshape(-1, 2),
         metadata={"backend": BACKEND_ID, "accelerator": config.accelerator, "seconds": seconds},
     )
 

@@ -109,7 +109,7 @@ def _decoder(code, head: str, mc: ModelConfig, seeds: _Seeds):
     centre = _conv(x[..., :-BIG_BORDER], C, f"{head}.out", seeds)
     centre = _activation(head, mc.amp_activation)(centre)
     y = keras.layers.ZeroPadding2D(N // 4, name=f"{head}.pad")(centre)
-    if mc.probe_big:
+    if mc.uses_probe_big:  # not at gridsize > 1 with object_big: the masked merge zeroes it (physics.md s4)
         big = _up(x[..., -BIG_BORDER:], nfs * 2048 // N, f"{head}.big", seeds)
         big = _conv(big, C, f"{head}.big.out", seeds, "swish")
         big = OuterMask(N, name=f"{head}.big.mask")(big)
@@ -123,7 +123,8 @@ def build_network(model_config: ModelConfig, seed: int | None = None) -> keras.M
     Parameters
     ----------
     model_config : ModelConfig
-        N (64, 128 or 256), gridsize, n_filters_scale, amp_activation, pad_object, probe_big.
+        N (64, 128 or 256), gridsize, n_filters_scale, amp_activation, pad_object, probe_big (the
+        outer branch is built only where ``model_config.uses_probe_big``).
     seed : int, optional
         Base seed of the Glorot-uniform kernel initialisers (deterministic weights).
 
@@ -146,7 +147,10 @@ def build_network(model_config: ModelConfig, seed: int | None = None) -> keras.M
 
 
 def canonical_conv_names(model_config: ModelConfig) -> list[str]:
-    """Canonical prefixes of every convolution (docs/conventions.md s6), in a fixed order."""
+    """Canonical prefixes of every convolution (docs/conventions.md s6), in a fixed order.
+
+    The ``{amp,phase}.big.*`` names appear only where ``model_config.uses_probe_big``.
+    """
     mc = model_config
     names = []
     for i in range(len(encoder_filters(mc.N, mc.n_filters_scale))):
@@ -156,7 +160,7 @@ def canonical_conv_names(model_config: ModelConfig) -> list[str]:
             names += [f"{head}.{i}.conv1", f"{head}.{i}.conv2"]
         if mc.pad_object:
             names.append(f"{head}.out")
-            if mc.probe_big:
+            if mc.uses_probe_big:
                 names += [f"{head}.big.conv1", f"{head}.big.conv2", f"{head}.big.out"]
         else:
             names += [f"{head}.up.conv1", f"{head}.up.conv2", f"{head}.out"]

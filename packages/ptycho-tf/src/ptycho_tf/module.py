@@ -79,6 +79,9 @@ class PtychoModel(keras.Model):
         self.term_weights = (
             (tc.nll_weight, tc.mae_weight, tc.realspace_weight) if tc is not None else (1.0, 0.0, 0.0)
         )
+        # epoch means of the reported terms (Keras adds them to the progress bar and the epoch logs)
+        self.deviance_tracker = keras.metrics.Mean(name="deviance")
+        self.misfit_tracker = keras.metrics.Mean(name="misfit")
         self.built = True
 
     def call(self, inputs, training: bool = False) -> dict:
@@ -100,8 +103,15 @@ class PtychoModel(keras.Model):
                       nll_weight=nll_w, mae_weight=mae_w, realspace_weight=rs_w)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Keras hook: the physics loss, scaled by 1/replicas under ``tf.distribute`` like Keras' own losses."""
-        loss = self.loss_terms(_unpack(x)[0], y_pred, Y=y)["loss"]
+        """Keras hook: the physics loss, scaled by 1/replicas under ``tf.distribute`` like Keras' own losses.
+
+        Also accumulates the batch's Poisson deviance and amplitude misfit into the epoch means
+        ``deviance`` and ``misfit`` of the logs.
+        """
+        terms = self.loss_terms(_unpack(x)[0], y_pred, Y=y)
+        self.deviance_tracker.update_state(terms["deviance"])
+        self.misfit_tracker.update_state(terms["misfit"])
+        loss = terms["loss"]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return loss / float(replicas) if replicas > 1 else loss
 

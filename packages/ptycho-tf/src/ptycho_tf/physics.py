@@ -277,15 +277,23 @@ def losses(lam: tf.Tensor, X: tf.Tensor, s0: float, *, patches: tf.Tensor | None
     Returns
     -------
     dict
-        ``nll``, ``mae`` (and ``realspace`` when weighted) and ``loss``.
+        ``nll``, ``deviance`` (``nll`` minus its floor at ``lam = k``: >= 0, same gradient),
+        ``mae``, ``misfit`` (relative amplitude misfit, reported only), ``realspace`` when
+        weighted, and ``loss = nll_weight deviance + mae_weight mae + realspace_weight realspace``.
     """
     target = float(s0) * tf.cast(X, tf.float32)
     k = tf.square(target)
-    out = {"nll": tf.reduce_mean(lam - k * tf.math.log(lam + LOG_EPS))}
-    out["mae"] = tf.reduce_mean(tf.abs(tf.sqrt(lam + LOG_EPS) - target))
+    log_lam = tf.math.log(lam + LOG_EPS)
+    out = {"nll": tf.reduce_mean(lam - k * log_lam)}
+    # the same objective minus its floor at lam = k (reference.poisson_deviance): >= 0, same gradient
+    out["deviance"] = tf.reduce_mean(lam - k - k * (log_lam - tf.math.log(k + LOG_EPS)))
+    amp = tf.sqrt(lam + LOG_EPS)
+    out["mae"] = tf.reduce_mean(tf.abs(amp - target))
+    # reported, not optimised (reference.amplitude_misfit)
+    out["misfit"] = tf.stop_gradient(tf.reduce_sum(tf.square(amp - target)) / tf.maximum(tf.reduce_sum(k), LOG_EPS))
     total = tf.constant(0.0, tf.float32)
     if nll_weight != 0:
-        total = total + float(nll_weight) * out["nll"]
+        total = total + float(nll_weight) * out["deviance"]
     if mae_weight != 0:
         total = total + float(mae_weight) * out["mae"]
     if realspace_weight != 0:

@@ -1,7 +1,8 @@
 """Training with ``model.fit`` (physics.md s5, docs/conventions.md s3.7).
 
-Adam (``learning_rate``) + ReduceLROnPlateau(0.5, patience 2, min 1e-4) on the epoch
-training loss, seeded (``keras.utils.set_random_seed``), Keras' progress bar, a CSV log
+Adam (``learning_rate``) + the plateau schedule of :mod:`ptycho_core.schedule` (halve after
+2 epochs without a lower loss, floor 1e-4; optional early stop) on the epoch training loss
+(the Poisson deviance plus any weighted terms), seeded (``keras.utils.set_random_seed``), Keras' progress bar, a CSV log
 (``output_dir/training_log.csv``), atomic checkpoints (``output_dir/checkpoints/last.*``)
 every ``checkpoint_every`` epochs, ``resume_from`` continuing to ``nepochs`` in total
 (``initial_epoch``), NaN/inf detection (TerminateOnNaN plus a guard that raises
@@ -12,6 +13,7 @@ when several devices or ``strategy='mirrored'`` are requested.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ptycho_tf.callbacks import (
     AtomicCheckpoint,
     DivergenceGuard,
     EpochHistory,
-    PlateauSchedule,
+    PlateauCallback,
     continue_csv_log,
     read_checkpoint,
 )
@@ -32,6 +34,7 @@ from ptycho_tf.io import load_weights_file
 from ptycho_tf.module import BACKEND_ID, PtychoModel, check_data, normalized_probe
 
 LOG_FILE = "training_log.csv"
+log = logging.getLogger(__name__)
 
 
 def select_strategy(config: TrainingConfig) -> tf.distribute.Strategy | None:
@@ -198,7 +201,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
         native = _prepare_model(model, data, config, state, weights_path)
         history = EpochHistory(None if state is None else state["history"])
         guard = DivergenceGuard()
-        plateau = PlateauSchedule(None if state is None else state.get("plateau"))
+        plateau = PlateauCallback(config, None if state is None else state.get("plateau"))
         checkpoint = AtomicCheckpoint(out / "checkpoints", config.checkpoint_every, config.nepochs, history,
                                       plateau, guard, config.seed)
         if state is not None:  # the log ends where the checkpoint does; the resumed epochs are appended
@@ -214,6 +217,9 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
         t_end = time.perf_counter()
     if guard.diverged is not None:
         raise _diverged_error(guard.diverged, checkpoint, start_epoch)
+    if plateau.stopped_epoch is not None:
+        log.info("early stop after epoch %d: no lower loss for %d epochs", plateau.stopped_epoch,
+                 config.early_stop_patience)
     epochs_run = history.epochs_run
     run_seconds = history.history["epoch_s"][-epochs_run:] if epochs_run else []
     fit_s = t_end - t_fit
@@ -221,6 +227,6 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
                "epoch_s_mean": (sum(run_seconds) / epochs_run) if epochs_run else 0.0,
                "patterns_per_s": (epochs_run * data.n_groups * data.channels / fit_s) if epochs_run else 0.0}
     trained = ModelHandle(backend=BACKEND_ID, model_config=model.model_config, training_config=config,
-                          native=native, metadata={"epochs": config.nepochs})
-    return TrainResult(model=trained, history=history.history, epochs=config.nepochs, timings=timings,
-                       checkpoint_dir=out / "checkpoints")
+                          native=native, metadata={"epochs": len(history.history["loss"])})
+    return TrainResult(model=trained, history=history.history, epochs=len(history.history["loss"]),
+                       timings=timings, checkpoint_dir=out / "checkpoints")

@@ -10,6 +10,7 @@ import torch
 from ptycho_core.config import InferenceConfig, TrainingConfig
 from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, LazyArray, ModelHandle
 from ptycho_torch.module import PtychoLightningModule, check_data, config_to_dict, grouped_tensors, normalized_probe
+from ptycho_torch.physics import centre_crop, merge
 
 BACKEND_ID = "pytorch"
 
@@ -27,50 +28,60 @@ def _channels_first(batch: np.ndarray) -> torch.Tensor:
 
 
 def predict_patches(module: PtychoLightningModule, X: torch.Tensor | LazyArray, batch_size: int,
-                    device: torch.device) -> np.ndarray:
+                    device: torch.device, offsets: torch.Tensor | None = None) -> np.ndarray:
     """Network output for channels-first ``X`` in batches: (B, C, N, N) complex64 NumPy.
 
     ``X`` may also be a lazy (B, N, N, C) :class:`~ptycho_core.contracts.LazyArray`, read one
-    batch at a time.
+    batch at a time. With ``offsets`` (B, C, 2), each group's patches are merged (physics.md s5
+    steps 1-2) and the result is the group object, (B, 1, N, N).
     """
     was_training = module.training
     module.eval()
     out = []
+    gridsize, N = module.model_config.gridsize, module.model_config.N
     try:
         with torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):
                 xb = X[start:start + batch_size]
                 xb = _channels_first(xb) if isinstance(X, LazyArray) else xb
-                out.append(module.net(xb.to(device, non_blocking=True)).cpu())
+                pb = module.net(xb.to(device, non_blocking=True))
+                if offsets is not None:
+                    ob = offsets[start:start + batch_size].to(device)
+                    pb = centre_crop(merge(pb, ob, gridsize), N)[:, None]
+                out.append(pb.cpu())
     finally:
         module.train(was_training)
     return torch.cat(out).numpy()
 
 
 def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) -> InferenceResult:
-    """Object patches for every group of ``data``, flattened group-major (patch ``b*C + c``).
+    """What to stitch for every group of ``data`` (physics.md s6).
 
     Returns
     -------
     InferenceResult
-        ``patches`` (B*C, N, N) complex64, ``positions`` (B*C, 2) = centroid + offset (x, y),
-        ``metadata`` with the backend id, device and timing.
+        With ``model_config.stitches_group_object`` (gridsize > 1, ``object_big``): one merged
+        group object per group, ``patches`` (B, N, N) at ``positions`` = the group centroids.
+        Otherwise the network's patches flattened group-major (patch ``b*C + c``), (B*C, N, N)
+        at centroid + offset. ``metadata`` holds the backend id, device and timing.
     """
     module: PtychoLightningModule = model.native
-    check_data(model.model_config, data)
+    mc = model.model_config
+    check_data(mc, data)
     device = _device(config.accelerator)
     X = data.X if data.is_lazy else grouped_tensors(data)[0]
+    merged = mc.stitches_group_object
+    offsets = torch.from_numpy(np.ascontiguousarray(data.offsets, dtype=np.float32)) if merged else None
     t0 = time.perf_counter()
     module.to(device)
     try:
-        patches = predict_patches(module, X, config.batch_size, device)
+        patches = predict_patches(module, X, config.batch_size, device, offsets)
     finally:
         module.cpu()
     seconds = time.perf_counter() - t0
-    N = model.model_config.N
     return InferenceResult(
-        patches=patches.reshape(-1, N, N),
-        positions=data.positions.reshape(-1, 2),
+        patches=patches.reshape(-1, mc.N, mc.N),
+        positions=data.centroids if merged else data.positions.reshape(-1, 2),
         metadata={"backend": BACKEND_ID, "device": str(device), "seconds": seconds},
     )
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ptycho_core.config import ModelConfig
 from ptycho_core.errors import ConfigError
 
 ALLOWED_N = (64, 128, 256)
@@ -97,6 +98,7 @@ class Decoder(nn.Module):
 
     def __init__(self, N: int, nfs: int, channels: int, activation: nn.Module, *, pad_object: bool,
                  probe_big: bool) -> None:
+        # probe_big here means "build the outer branch": PtychoNet passes ModelConfig.uses_probe_big
         super().__init__()
         self.N, self.pad_object, self.probe_big = N, pad_object, probe_big
         cin = encoder_filters(N, nfs)[-1]
@@ -147,15 +149,21 @@ class PtychoNet(nn.Module):
     amp_activation : str
         ``'sigmoid'``, ``'swish'``, ``'softplus'`` or ``'relu'``.
     pad_object, probe_big : bool
-        Last-layer variants of conventions s5.
+        Last-layer variants of conventions s5. The ``probe_big`` branch is built only where
+        :attr:`ptycho_core.config.ModelConfig.uses_probe_big` says so (not at gridsize > 1 with
+        ``object_big``, where the masked merge zeroes its output; physics.md s4).
+    object_big : bool
+        ``ModelConfig.object_big`` (the physics layer merges the patches of a group); it only
+        decides, with ``gridsize`` and ``probe_big``, whether the ``probe_big`` branch is built.
     """
 
     def __init__(self, *, N: int, gridsize: int = 1, n_filters_scale: int = 2, amp_activation: str = "sigmoid",
-                 pad_object: bool = True, probe_big: bool = True) -> None:
+                 pad_object: bool = True, probe_big: bool = True, object_big: bool = True) -> None:
         super().__init__()
         if N not in ALLOWED_N:
             raise ConfigError(f"ModelConfig.N: expected one of {ALLOWED_N}, got {N!r}")
         self.N, self.channels = N, gridsize * gridsize
+        probe_big = ModelConfig(N=N, gridsize=gridsize, object_big=object_big, probe_big=probe_big).uses_probe_big
         cin = self.channels
         enc = []
         for f in encoder_filters(N, n_filters_scale):

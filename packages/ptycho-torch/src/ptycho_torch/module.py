@@ -78,7 +78,8 @@ class PtychoLightningModule(L.LightningModule):
         tc = training_config_from_dict(training_config)
         self.model_config, self.training_config = mc, tc
         self.net = PtychoNet(N=mc.N, gridsize=mc.gridsize, n_filters_scale=mc.n_filters_scale,
-                             amp_activation=mc.amp_activation, pad_object=mc.pad_object, probe_big=mc.probe_big)
+                             amp_activation=mc.amp_activation, pad_object=mc.pad_object, probe_big=mc.probe_big,
+                             object_big=mc.object_big)
         nphotons = tc.nphotons if tc is not None else DEFAULT_NPHOTONS
         self.s0 = physics_scale(nphotons, mc.N)
         self.physics = PhysicsLayer(
@@ -123,7 +124,8 @@ class PtychoLightningModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         X, offsets = batch[0], batch[1]
         Y = batch[2] if len(batch) > 2 else None
-        loss = self.compute(X, offsets, Y)["loss"]
+        out = self.compute(X, offsets, Y)
+        loss = out["loss"]
         if not bool(torch.isfinite(loss)):
             lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
             raise TrainingDivergedError(
@@ -131,7 +133,11 @@ class PtychoLightningModule(L.LightningModule):
                 f"lower TrainingConfig.learning_rate (now {lr:g}) or check the data for bad values; "
                 "the last good checkpoint is kept under output_dir/checkpoints"
             )
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=X.shape[0],
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=X.shape[0], sync_dist=True)
+        # what the progress bar shows: the Poisson deviance (>= 0, 0 = perfect fit) and the relative amplitude misfit
+        self.log("deviance", out["deviance"].detach(), on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=X.shape[0], sync_dist=True)
+        self.log("misfit", out["misfit"], on_step=False, on_epoch=True, prog_bar=True, batch_size=X.shape[0],
                  sync_dist=True)
         self.log("intensity_scale", self.physics.intensity_scale.detach(), on_step=False, on_epoch=True,
                  batch_size=X.shape[0], sync_dist=True)
@@ -141,11 +147,8 @@ class PtychoLightningModule(L.LightningModule):
         tc = self.training_config
         if tc is None:
             raise ConfigError("training needs a TrainingConfig: build the module with training_config")
-        opt = torch.optim.Adam(self.parameters(), lr=tc.learning_rate)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=2,
-                                                           min_lr=1e-4)
-        return {"optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "monitor": "train_loss", "interval": "epoch", "frequency": 1}}
+        # the learning-rate schedule is ptycho_core.schedule, applied by ptycho_torch.train.PlateauCallback
+        return torch.optim.Adam(self.parameters(), lr=tc.learning_rate)
 
 
 

@@ -176,6 +176,10 @@ def losses(lam: torch.Tensor, X: torch.Tensor, s0: float, *, patches: torch.Tens
            realspace_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Loss terms of conventions s3.6 (means over all elements) and their weighted sum ``'loss'``.
 
+    ``loss = nll_weight * deviance + mae_weight * mae + realspace_weight * realspace`` where
+    ``deviance`` is the Poisson negative log-likelihood ``nll`` minus its floor at ``lam = k``
+    (>= 0, same gradient); ``misfit`` (relative amplitude misfit) is reported, not optimised.
+
     Parameters
     ----------
     lam : torch.Tensor
@@ -189,9 +193,15 @@ def losses(lam: torch.Tensor, X: torch.Tensor, s0: float, *, patches: torch.Tens
     """
     target = s0 * X
     k = target.square()
-    out = {"nll": torch.mean(lam - k * torch.log(lam + LOG_EPS))}
-    out["mae"] = torch.mean(torch.abs(torch.sqrt(lam + LOG_EPS) - target))
-    total = nll_weight * out["nll"] + mae_weight * out["mae"]
+    log_lam = torch.log(lam + LOG_EPS)
+    out = {"nll": torch.mean(lam - k * log_lam)}
+    # the same objective minus its floor at lam = k (reference.poisson_deviance): >= 0, same gradient
+    out["deviance"] = torch.mean(lam - k - k * (log_lam - torch.log(k + LOG_EPS)))
+    amp = torch.sqrt(lam + LOG_EPS)
+    out["mae"] = torch.mean(torch.abs(amp - target))
+    with torch.no_grad():  # reported, not optimised (reference.amplitude_misfit)
+        out["misfit"] = torch.sum((amp - target).square()) / torch.clamp(torch.sum(k), min=LOG_EPS)
+    total = nll_weight * out["deviance"] + mae_weight * out["mae"]
     if realspace_weight > 0:
         if Y is None or patches is None:
             raise ConfigError(

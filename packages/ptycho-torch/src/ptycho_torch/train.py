@@ -15,6 +15,7 @@ appends to the newest ``logs/version_*/metrics.csv``, cut back to the checkpoint
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -34,6 +35,7 @@ from ptycho_core import training_log
 from ptycho_core.config import TrainingConfig
 from ptycho_core.contracts import GroupedData, ModelHandle, TrainResult
 from ptycho_core.errors import ConfigError, TrainingDivergedError
+from ptycho_core.schedule import PlateauSchedule
 from ptycho_torch.module import (
     PtychoLightningModule,
     check_data,
@@ -42,10 +44,11 @@ from ptycho_torch.module import (
     normalized_probe,
 )
 
-__all__ = ["AtomicCheckpointIO", "History", "PtychoLightningModule", "atomic_torch_save", "make_trainer",
-           "train_model"]
+__all__ = ["AtomicCheckpointIO", "History", "PlateauCallback", "PtychoLightningModule", "atomic_torch_save",
+           "make_trainer", "train_model"]
 
 BACKEND_ID = "pytorch"
+log = logging.getLogger(__name__)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -71,10 +74,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class History(Callback):
-    """Per-epoch history (loss, intensity scale, learning rate, seconds), saved in and restored from checkpoints."""
+    """Per-epoch history (loss, deviance, misfit, intensity scale, learning rate, seconds), kept in checkpoints."""
 
     def __init__(self) -> None:
-        self.history: dict[str, list[float]] = {"loss": [], "intensity_scale": [], "lr": [], "epoch_s": []}
+        self.history: dict[str, list[float]] = {key: [] for key in training_log.HISTORY_KEYS}
         self.epochs_run = 0
         self._t0 = 0.0
 
@@ -96,6 +99,8 @@ class History(Callback):
                 "the last good checkpoint is kept under output_dir/checkpoints")
         metrics = trainer.callback_metrics
         self.history["loss"].append(float(metrics["train_loss"]))
+        self.history["deviance"].append(float(metrics["deviance"]))
+        self.history["misfit"].append(float(metrics["misfit"]))
         self.history["intensity_scale"].append(float(pl_module.physics.intensity_scale.detach()))
         self.history["lr"].append(float(trainer.optimizers[0].param_groups[0]["lr"]))
         self.history["epoch_s"].append(time.perf_counter() - self._t0)
@@ -108,6 +113,33 @@ class History(Callback):
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
 
 
+class PlateauCallback(Callback):
+    """The learning-rate schedule and early stop of :mod:`ptycho_core.schedule` on the epoch's ``train_loss``.
+
+    Runs after :class:`History` (which records the rate the epoch used) and before the
+    checkpoint, so a checkpoint holds the rate of the next epoch and the schedule's state.
+    """
+
+    def __init__(self, config: TrainingConfig) -> None:
+        self.schedule = PlateauSchedule.from_state(None, config.learning_rate, config.early_stop_patience)
+        self.stop_patience = config.early_stop_patience
+        self.stopped_epoch: int | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        lr = self.schedule.step(float(trainer.callback_metrics["train_loss"]))
+        for group in trainer.optimizers[0].param_groups:
+            group["lr"] = lr
+        if self.schedule.stop and self.stopped_epoch is None:
+            self.stopped_epoch = trainer.current_epoch + 1
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule.state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.schedule = PlateauSchedule.from_state(state_dict.get("schedule"), self.schedule.lr, self.stop_patience)
+
+
 def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float]]) -> None:
     """Make Lightning's CSV log of an interrupted run end at ``start_epoch`` completed epochs, before appending.
 
@@ -115,8 +147,9 @@ def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float
     rebuilt rows left empty).
     """
     training_log.continue_csv_log(path, start_epoch, history,
-                                  fields=["epoch", "intensity_scale", "step", "train_loss"],
-                                  columns={"train_loss": "loss", "intensity_scale": "intensity_scale"})
+                                  fields=["deviance", "epoch", "intensity_scale", "misfit", "step", "train_loss"],
+                                  columns={"train_loss": "loss", "intensity_scale": "intensity_scale",
+                                           "deviance": "deviance", "misfit": "misfit"})
 
 
 def _log_version(out: Path, resume: bool) -> int | None:
@@ -147,7 +180,7 @@ def _strategy(config: TrainingConfig, accelerator: str) -> Any:
 
 
 def make_trainer(config: TrainingConfig, history: History, *, enable_progress_bar: bool = True,
-                 resume: bool = False) -> L.Trainer:
+                 resume: bool = False, schedule: PlateauCallback | None = None) -> L.Trainer:
     """A Lightning Trainer configured from ``config`` (see the module docstring).
 
     ``resume=True`` continues the newest CSV log under ``output_dir/logs`` instead of starting a new one.
@@ -167,7 +200,8 @@ def make_trainer(config: TrainingConfig, history: History, *, enable_progress_ba
         strategy=strategy,
         max_epochs=config.nepochs,
         logger=CSVLogger(str(out), name="logs", version=_log_version(out, resume), flush_logs_every_n_steps=1),
-        callbacks=[history, checkpoint, *([TQDMProgressBar()] if enable_progress_bar else [])],
+        callbacks=[history, schedule if schedule is not None else PlateauCallback(config), checkpoint,
+                   *([TQDMProgressBar()] if enable_progress_bar else [])],
         plugins=None if config.strategy == "ddp" else [AtomicCheckpointIO()],
         enable_progress_bar=enable_progress_bar,
         enable_model_summary=False,
@@ -286,8 +320,9 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
     module = _prepare_module(model, data, config, resume_from)
     loader = _loader(data, config)
     history = History()
+    schedule = PlateauCallback(config)
     trainer = make_trainer(config, history, enable_progress_bar=enable_progress_bar,
-                           resume=resume_from is not None)
+                           resume=resume_from is not None, schedule=schedule)
     t_fit = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -298,6 +333,9 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
             warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
         trainer.fit(module, loader, ckpt_path=None if resume_from is None else str(resume_from), weights_only=True)
     t_end = time.perf_counter()
+    if schedule.stopped_epoch is not None:
+        log.info("early stop after epoch %d: no lower loss for %d epochs", schedule.stopped_epoch,
+                 config.early_stop_patience)
     module = module.cpu().eval()
     module.set_compiled(False)  # inference and later training runs start from the plain network
     module.trainer = None  # detach: the returned model must not keep the Trainer and its data alive
