@@ -54,6 +54,8 @@ def outputs(request, tmp_path_factory):
             result[backend] = {k: f[k] for k in f.files}
     with np.load(weights, allow_pickle=False) as f:
         result["weights"] = {k: f[k] for k in f.files}
+    with np.load(data, allow_pickle=False) as f:
+        result["data"] = {k: f[k] for k in f.files}
     return result
 
 
@@ -72,6 +74,23 @@ def test_forward_outputs_agree(outputs):
     assert _rel(f["patches"], t["patches"]) < 1e-4
     assert _rel(f["amplitude"], t["amplitude"]) < 1e-4
     assert abs(float(f["loss"]) - float(t["loss"])) <= 1e-4 * abs(float(t["loss"]))
+
+
+def test_inference_outputs_agree_with_each_other_and_the_reference(outputs):
+    """What inference stitches: at gridsize 2 the merged group objects at the centroids (physics.md s6)."""
+    t, f = outputs["pytorch"], outputs["tensorflow"]
+    np.testing.assert_array_equal(f["infer_positions"], t["infer_positions"])
+    assert _rel(f["infer_patches"], t["infer_patches"]) < 1e-4
+    raw = t["patches"]  # (B, N, N, C) network output, which the forward test compares across backends
+    B, N, _, C = raw.shape
+    if C == 1:
+        expected = np.moveaxis(raw, -1, 1).reshape(-1, N, N)
+    else:
+        expected = reference.merge_patches(raw, outputs["data"]["offsets"], 2)[1]
+        np.testing.assert_allclose(t["infer_positions"], outputs["data"]["centroids"], atol=1e-12)
+    assert t["infer_patches"].shape == expected.shape
+    for backend in BACKENDS:
+        assert _rel(outputs[backend]["infer_patches"], expected) < 1e-4, backend
 
 
 def test_one_training_step_agrees(outputs):

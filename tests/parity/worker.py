@@ -14,7 +14,7 @@ import attrs
 import numpy as np
 
 from ptycho_core import backends
-from ptycho_core.config import ModelConfig, TrainingConfig
+from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.contracts import GroupedData
 
 
@@ -48,9 +48,12 @@ def main(argv: list[str]) -> None:
             model = be.import_weights(cfg.model, cfg, weights)
             exported = be.export_weights(model)
             fwd = be.forward(model, data, cfg)
+            inferred = be.infer(model, data, InferenceConfig(model=cfg.model, backend=backend, batch_size=7,
+                                                             accelerator="cpu"))
             trained = be.train(model, data, attrs.evolve(cfg, output_dir=tmp), None).model
             after = be.forward(trained, data, cfg)
         np.savez(out, patches=fwd.patches, amplitude=fwd.amplitude, loss=fwd.loss, loss_after=after.loss,
+                 infer_patches=inferred.patches, infer_positions=inferred.positions,
                  **{f"w:{k}": v for k, v in exported.items()})
     elif cmd == "export_bundle":
         from ptycho_core.bundle import load_bundle

@@ -55,7 +55,7 @@ def test_legacy_names_of_training_fields():
         "gaussian_smoothing_sigma": 0.0, "probe.trainable": True, "intensity_scale.trainable": True,
         "positions.provided": True, "output_prefix": "out", "train_data_file_path": "tr.npz",
         "test_data_file_path": "te.npz", "nepochs": 40, "batch_size": 16, "nphotons": 1e9, "nll_weight": 1.0,
-        "mae_weight": 0.0, "realspace_weight": 0.0, "n_groups": 12, "neighbor_count": 4, "backend": "pytorch",
+        "mae_weight": 0.0, "realspace_weight": 0.0, "n_groups": 12, "neighbor_count": 8, "backend": "pytorch",
     }
     assert {k: legacy[k] for k in expected} == expected
     for ours in ("object_big", "output_dir", "train_data_file", "probe_trainable", "model"):
