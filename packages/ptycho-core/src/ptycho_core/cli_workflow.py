@@ -231,7 +231,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise DataError(f"{args.reconstruction} (ground truth {args.ground_truth}): {exc}") from exc
     text = json.dumps(metrics, indent=2, default=float)
     if args.output:
-        Path(args.output).write_text(text)
+        from ptycho_core.atomic import write_text
+
+        write_text(args.output, text)
     print(text)
     return 0
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from ptycho_core import backends, bundle, reference
+from ptycho_core import atomic, backends, bundle, reference
 from ptycho_core.config import InferenceConfig, TrainingConfig
 from ptycho_core.contracts import Reconstruction, TrainResult
 from ptycho_core.errors import ConfigError, DataError, MissingDependencyError
@@ -348,13 +348,10 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path) -> di
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.part.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic.atomic_file(path) as tmp:  # tmp ends in .npz, so np.savez keeps its name
+        np.savez(tmp, **arrays)
 

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ptycho_core.atomic import atomic_file
 from ptycho_data.simulate import SimulationConfig
 from ptycho_data.simulate_objects import IMAGES, OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS
 
@@ -110,8 +111,8 @@ def save_preview(dataset: Any, path: str | Path) -> Path:
                norm=LogNorm(vmin=vmin, vmax=max(float(pattern.max()), vmin * 10)))
     for ax in axes[1, 1 + len({0, n // 2, n - 1}):]:
         ax.set_axis_off()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    with atomic_file(path, parents=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
     return path
 
 
