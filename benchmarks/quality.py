@@ -77,7 +77,8 @@ def worker(args: argparse.Namespace) -> None:
     refine = args.refine_iterations if args.refine_iterations is not None else preset.get("refine_iterations", 0)
     icfg = workflow.inference_config_for(cfg, refine_iterations=refine)
     start = time.perf_counter()
-    rec = workflow.run(cfg, icfg)
+    # overwrite: a benchmark replaces its own earlier run in this folder
+    rec = workflow.run(cfg, icfg, overwrite=True)
     total = time.perf_counter() - start
     t = rec.metadata["timings"]
     metrics = rec.metadata["metrics"]

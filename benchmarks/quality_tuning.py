@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                          nepochs=a.nepochs, batch_size=a.batch, learning_rate=a.lr, nll_weight=a.nll,
                          mae_weight=a.mae)
     start = time.time()
-    rec = workflow.run(cfg, workflow.inference_config_for(cfg, stitch_crop=a.crop))
+    # overwrite: a benchmark replaces its own earlier run in this folder
+    rec = workflow.run(cfg, workflow.inference_config_for(cfg, stitch_crop=a.crop), overwrite=True)
     m = rec.metadata["metrics"]
     print("RESULT", json.dumps({**vars(a), "s": round(time.time() - start, 1),
                                 "amp_ssim": round(m["amplitude"]["ssim"], 3),

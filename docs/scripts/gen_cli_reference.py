@@ -52,6 +52,38 @@ $ ptycho evaluate recon/reconstruction.npz scan.npz --output recon/metrics.json
 `ptycho infer` reads the model settings and the backend from the bundle; `--backend` is
 only needed to insist on one (a bundle of another backend is then an error, never a
 silent switch).
+
+**Results are never replaced silently.** `train`, `infer`, `run`, `demo` and `simulate`
+stop before doing any work, with exit status 2 and the path, when `--output-dir` (or
+`--output`) already holds a result of an earlier run: the model bundle, `reconstruction.npz`,
+`summary.json`, non-empty `checkpoints/` (unless `--resume`), or the NPZ and preview of
+`simulate`. Pass `--overwrite` to replace them (each file and the bundle are replaced
+atomically, when the new one is complete), or choose another output directory. In Python,
+`workflow.run`, `workflow.infer` and `workflow.train` take `overwrite=True` and raise
+`ptycho_core.errors.OutputExistsError` (a `FileExistsError`) otherwise.
+
+**Every result records its provenance**: `summary.json` and the model bundle's
+`manifest.json` (key `provenance`), and `reconstruction.npz` (key `provenance`, a JSON
+string) hold the resolved configuration, the input files with their sha256, the package and
+framework versions, the command line, the start and end time (ISO 8601, UTC) and the device.
+`ptycho info RESULT` prints it for a result directory, a bundle, a `summary.json` or a
+`reconstruction.npz` (`--json` for the raw record):
+
+```console
+$ ptycho info recon
+result:    recon/summary.json
+command:   ptycho infer --model-path trained/model --test-data scan.npz --output-dir recon
+...
+```
+
+Files are written with the usual permissions of the umask (0644 files and 0755 directories
+with umask 022), so collaborators on a shared file system can read them.
+
+**Console.** Log lines of ptycho go to stderr, once each; the results go to stdout. Framework
+chatter (Lightning's tips and GPU/TPU lines, TensorFlow's start-up messages) is shown only
+with `--verbose`. Progress bars are drawn on stderr and only when it is a terminal, so a
+batch job's log has none; `--no-progress` turns them off on a terminal too, `--quiet` also
+hides the INFO lines. `ptycho --debug COMMAND` adds ptycho's debug lines (not matplotlib's).
 """
 
 

@@ -67,6 +67,8 @@ def _no_backend_env(monkeypatch):
         (InferenceConfig, "transpose", None, "true or false"),
         (InferenceConfig, "accelerator", "cuda", "one of 'auto', 'cpu', 'gpu'"),
         (InferenceConfig, "refine_iterations", -1, "an integer >= 0"),
+        (TrainingConfig, "progress", "off", "true or false"),
+        (InferenceConfig, "progress", 0, "true or false"),
     ],
 )
 def test_validator_message_names_class_field_value_and_allowed(cls, field, value, allowed):
@@ -84,7 +86,7 @@ def test_every_validated_field_is_covered():
         "nll_weight", "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
         "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
         "strategy", "num_nodes", "checkpoint_every", "compile", "stitch_crop", "flip_x", "flip_y", "transpose",
-        "refine_iterations",
+        "refine_iterations", "progress",
     }
     validated = {f.name for c in (ModelConfig, TrainingConfig, InferenceConfig) for f in attrs.fields(c)
                  if f.validator is not None and f.name != "model"}

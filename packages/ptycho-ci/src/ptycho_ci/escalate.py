@@ -14,6 +14,7 @@ from pathlib import Path
 from ptycho_ci.conditions import ArtifactCondition, RuntimeCondition
 from ptycho_ci.evaluate import Breach
 from ptycho_ci.text import iso, md_table, slug, toml_table
+from ptycho_core.atomic import write_text
 
 
 def strip_ci_options(args: tuple[str, ...] | list[str]) -> list[str]:
@@ -107,6 +108,6 @@ def write_escalations(
     paths = []
     for i, breach in enumerate(breaches, start=1):
         path = output / f"{i:02d}-{breach.trigger.id}-{slug(breach.subject, 50)}.md"
-        path.write_text(issue_body(breach, history), encoding="utf-8")
+        write_text(path, issue_body(breach, history))
         paths.append(path)
     return paths

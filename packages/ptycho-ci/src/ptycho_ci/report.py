@@ -18,6 +18,7 @@ from ptycho_ci.history import HistoryStore
 from ptycho_ci.records import Run
 from ptycho_ci.text import iso, md_table, slug
 from ptycho_ci.triggers import TriggerSet
+from ptycho_core.atomic import atomic_file, write_text
 
 REPORT_NAME = "report.md"
 
@@ -79,9 +80,8 @@ def plot_trend(series: list[tuple], limits: list[tuple[str, float, bool]], title
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.part")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 
@@ -173,5 +173,5 @@ def write_report(
     parts += [f"## Slowest tests in run {latest.id}", "",
               md_table(["test", "seconds", "outcome"], [[r.nodeid, f"{r.duration:.2f}", r.outcome] for r in slow]), ""]
     path = output / REPORT_NAME
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_text(path, "\n".join(parts))
     return path

@@ -2,7 +2,8 @@
 
 Layout::
 
-    manifest.json   format version, backend id, package versions, sha256 of every other file
+    manifest.json   format version, backend id, package versions, sha256 of every other file,
+                    provenance (config, inputs, versions, command line, times, device) when given
     config.json     all configs (model, training, inference) as plain JSON
     <weights>       the backend's weight files (model.ckpt, model.weights.h5, ...)
 
@@ -25,6 +26,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ptycho_core import atomic
 from ptycho_core.errors import BundleError, BundleIntegrityError
 
 if TYPE_CHECKING:
@@ -82,10 +84,13 @@ def save_bundle(
     training_config: TrainingConfig | None = None,
     inference_config: InferenceConfig | None = None,
     overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` as a bundle at ``path`` (a directory, or a zip file if it ends in ``.zip``).
 
-    The backend writing the weights is ``model.backend``. Returns the bundle path.
+    The backend writing the weights is ``model.backend``. ``provenance`` (see
+    :mod:`ptycho_core.provenance`) is stored under ``"provenance"`` in ``manifest.json``.
+    Files and directories get the umask's modes (:mod:`ptycho_core.atomic`). Returns the bundle path.
     """
     from ptycho_core import backends
 
@@ -94,7 +99,10 @@ def save_bundle(
         raise BundleError(f"{path}: already exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     backend = backends.get(model.backend)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    if path.suffix == ".zip":  # a scratch directory: only the zip written from it becomes the result
+        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    else:
+        stage = atomic.stage_directory(path, overwrite=overwrite)
     try:
         files = backend.save_model(model, stage)
         for name in files:
@@ -110,23 +118,18 @@ def save_bundle(
             "weights": sorted(files),
             "files": {name: sha256_file(stage / name) for name in hashed},
         }
-        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if provenance is not None:
+            manifest["provenance"] = provenance
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         if path.suffix == ".zip":
-            tmp_zip = stage.with_suffix(".zip.part")
-            with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+            with atomic.atomic_file(path) as tmp_zip, zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as zf:
                 for name in [MANIFEST, *hashed]:
                     zf.write(stage / name, arcname=name)
-            if overwrite and path.exists():
-                path.unlink()
-            os.replace(tmp_zip, path)
             shutil.rmtree(stage)
         else:
-            if overwrite and path.exists():
-                shutil.rmtree(path)
-            os.replace(stage, path)
+            atomic.commit_directory(stage, path, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
-        stage.with_suffix(".zip.part").unlink(missing_ok=True)
         raise
     return path
 

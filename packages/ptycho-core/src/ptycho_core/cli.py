@@ -10,11 +10,13 @@ for bad input or configuration, 1 otherwise; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from ptycho_core import __version__
+from ptycho_core.console import configure_logging
 from ptycho_core.errors import PtychoError, PtychoInputError
 
 COMMANDS_GROUP = "ptycho.commands"
@@ -70,6 +72,17 @@ def framework_versions(distribution: str) -> str:
     return ", ".join(found)
 
 
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ptycho_core import provenance
+
+    record, source = provenance.read(args.result)
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(provenance.format_text(record, source))
+    return 0
+
+
 def _print_devices(backend_id: str) -> None:
     from ptycho_core import backends
 
@@ -90,7 +103,8 @@ def _core_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
         description="Physics-informed neural-network ptychography: simulate, train, reconstruct, evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"ptycho-core {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks and ptycho's debug log lines (not those of matplotlib)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -100,6 +114,16 @@ def _core_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     )
     p.add_argument("--devices", action="store_true", help="load each installed backend and list the devices it sees")
     p.set_defaults(func=_cmd_backends)
+
+    p = sub.add_parser(
+        "info",
+        help="show how a result was made: config, inputs (sha256), versions, command line, times, device",
+        description="Print the provenance recorded in a result: a result directory (summary.json), a model "
+                    "bundle (directory or .zip), a summary.json or manifest.json, or a reconstruction.npz.",
+    )
+    p.add_argument("result", type=Path, help="result directory, bundle, summary.json or reconstruction.npz")
+    p.add_argument("--json", action="store_true", help="print the raw provenance record as JSON")
+    p.set_defaults(func=_cmd_info)
 
     from ptycho_core.cli_config import register as register_config
     from ptycho_core.cli_workflow import register as register_workflow
@@ -147,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser_for(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    configure_logging(quiet=quiet, verbose=verbose, debug=args.debug)
+    if quiet:
+        args.progress = False  # the config field (train, infer, run, demo) or simulate's --progress
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    args.command_line = ["ptycho", *argv]
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho_core.console import add_output_flags
 
 ALIASES = {"train_data_file": ["--train-data"], "test_data_file": ["--test-data"]}
 
@@ -99,8 +100,15 @@ def _config_from_args(args: argparse.Namespace, cls: type) -> Any:
     return from_dict(cls, data, source="command line")
 
 
+OVERWRITE_HELP = ("replace the results of an earlier run in --output-dir (model bundle, reconstruction.npz, "
+                  "summary.json, checkpoints); without it the command stops before doing any work and names the "
+                  "existing path")
+
+
 def _common(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML/JSON/YAML config file (flags override it)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_output_flags(parser)
     _add_field_flags(parser, cls, f"{cls.__name__} options")
     _add_field_flags(parser, ModelConfig, "ModelConfig options")
 
@@ -134,15 +142,20 @@ def _print_paths(rec: Any) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ptycho_core import bundle, workflow
+    from ptycho_core import bundle, provenance, workflow
 
     cfg = _config_from_args(args, TrainingConfig)
     resume = last_checkpoint(cfg) if args.resume is RESUME_LAST else args.resume
-    result = workflow.train(cfg, resume_from=resume)
+    target = Path(cfg.output_dir) / workflow.BUNDLE_NAME
+    workflow.check_no_result([target], args.overwrite)
+    record = workflow.start_provenance(cfg, command=_command_line(args))
+    if resume is not None:
+        record["inputs"]["resume_from"] = provenance.input_record(resume)
+    result = workflow.train(cfg, resume_from=resume, overwrite=args.overwrite)
     if not workflow.is_primary_process():  # another rank of a DDP job: rank 0 writes the bundle
         return 0
-    path = bundle.save_bundle(result.model, Path(cfg.output_dir) / workflow.BUNDLE_NAME, training_config=cfg,
-                              overwrite=True)
+    path = bundle.save_bundle(result.model, target, training_config=cfg, overwrite=args.overwrite,
+                              provenance=provenance.finish(record))
     fit = workflow.training_summary(result.history)
     text = (f"Poisson deviance {fit['deviance']:.4g} (0 = perfect), amplitude misfit {fit['misfit']:.3g}"
             if "deviance" in fit else f"loss {fit['loss']:.6g}")
@@ -157,8 +170,13 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     if "backend" not in vars(args) and getattr(args, "model_path", None):
         args.backend = bundle.read_manifest(args.model_path).get("backend")
     cfg = _config_from_args(args, InferenceConfig)
-    _print_paths(workflow.infer(cfg))
+    _print_paths(workflow.infer(cfg, overwrite=args.overwrite, command=_command_line(args)))
     return 0
+
+
+def _command_line(args: argparse.Namespace) -> list[str] | None:
+    """The command line ``ptycho.cli.main`` was given (recorded in the provenance of the result)."""
+    return getattr(args, "command_line", None)
 
 
 def _run_inference_config(args: argparse.Namespace, cfg: TrainingConfig) -> InferenceConfig:
@@ -172,7 +190,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ptycho_core import workflow
 
     cfg = _config_from_args(args, TrainingConfig)
-    _print_paths(workflow.run(cfg, _run_inference_config(args, cfg)))
+    _print_paths(workflow.run(cfg, _run_inference_config(args, cfg), overwrite=args.overwrite,
+                              command=_command_line(args)))
     return 0
 
 
@@ -209,12 +228,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     apply_cpu_preset(args)
     cfg = _config_from_args(args, TrainingConfig)
     sim = SimulationConfig(seed=cfg.seed)
-    print(f"simulating a dataset from the embedded defaults (N={sim.N}) ...")
     data_path = out / "simulated.npz"
+    workflow.check_no_result([data_path, out / workflow.BUNDLE_NAME, *(out / n for n in workflow.RESULT_FILES),
+                              out / "checkpoints"], args.overwrite)
+    print(f"simulating a dataset from the embedded defaults (N={sim.N}) ...")
     out.mkdir(parents=True, exist_ok=True)
     save_dataset(simulate_dataset(sim), data_path)
     cfg = attrs.evolve(cfg, train_data_file=data_path, output_dir=out)
-    rec = workflow.run(cfg, _run_inference_config(args, cfg))
+    rec = workflow.run(cfg, _run_inference_config(args, cfg), overwrite=args.overwrite, command=_command_line(args))
     _print_paths(rec)
     print(f"images and metrics are in {out.resolve()}")
     return 0
@@ -242,7 +263,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise DataError(f"{args.reconstruction} (ground truth {args.ground_truth}): {exc}") from exc
     text = json.dumps(metrics, indent=2, default=float)
     if args.output:
-        Path(args.output).write_text(text)
+        from ptycho_core.atomic import write_text
+
+        write_text(args.output, text)
     print(text)
     return 0
 

@@ -220,6 +220,8 @@ class TrainingConfig:
     """Write a checkpoint every this many epochs."""
     compile: bool = attrs.field(default=False, validator=_boolean)
     """Compile the training step: torch.compile (PyTorch) or XLA jit_compile (TensorFlow); see docs/gpu.md."""
+    progress: bool = attrs.field(default=True, validator=_boolean)
+    """Show progress bars, on stderr and only when stderr is a terminal (off in batch logs)."""
 
     def __attrs_post_init__(self) -> None:
         c = self.model.channels
@@ -269,6 +271,8 @@ class InferenceConfig:
     """Where to predict: 'auto', 'cpu' or 'gpu'."""
     refine_iterations: int = attrs.field(default=0, validator=_int_at_least(0))
     """Passes of iterative refinement after stitching (NumPy, probe fixed; physics.md s8); 0 = the network's output."""
+    progress: bool = attrs.field(default=True, validator=_boolean)
+    """Show progress bars, on stderr and only when stderr is a terminal (off in batch logs)."""
 
     def __attrs_post_init__(self) -> None:
         if self.stitch_crop > self.model.N:

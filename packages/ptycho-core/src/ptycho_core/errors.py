@@ -39,6 +39,10 @@ class BundleIntegrityError(BundleError):
     """A file of a bundle does not match the sha256 recorded in its manifest."""
 
 
+class OutputExistsError(PtychoInputError, FileExistsError):
+    """An earlier result would be replaced and overwriting was not asked for (names the path)."""
+
+
 class UnknownBackendError(PtychoInputError, ValueError):
     """A backend id that no installed or known backend has."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ptycho_core.atomic import atomic_file
 
 
 def _pyplot() -> Any:
@@ -20,10 +21,11 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: Path) -> Path:
     plt = _pyplot()
-    tmp = path.with_name(f".{path.stem}.part.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

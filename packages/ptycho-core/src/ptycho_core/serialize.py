@@ -36,7 +36,6 @@ import json
 import numbers
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ import tomli_w
 import yaml
 from cattrs.errors import AttributeValidationNote, BaseValidationError, ForbiddenExtraKeysError
 
+from ptycho_core.atomic import write_text
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.errors import ConfigError, did_you_mean
 
@@ -430,8 +430,8 @@ def _plain(config: Any) -> dict[str, Any]:
 def save_config(config: Config | Mapping[str, Config], path: str | os.PathLike) -> Path:
     """Write a config (or ``{"training": ..., "inference": ...}`` sections) atomically.
 
-    The text is produced first and written to a new hidden file beside ``path`` that
-    then replaces it with :func:`os.replace`, so a failure never leaves a partial file.
+    The text is produced first and written with :func:`ptycho_core.atomic.write_text`, so a
+    failure never leaves a partial file and the file gets the umask's mode.
 
     Returns
     -------
@@ -440,17 +440,7 @@ def save_config(config: Config | Mapping[str, Config], path: str | os.PathLike) 
     """
     path = Path(path)
     text = dumps(_plain(config), _format_of(path))
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:  # created with the usual (umask) permissions
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(path, text)
     return path
 
 

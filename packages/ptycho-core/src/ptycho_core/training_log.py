@@ -3,15 +3,16 @@
 Both backends log one CSV row per epoch (Lightning's ``CSVLogger``, Keras' ``CSVLogger``) and
 both must leave a log that ends exactly at the resumed epoch after a kill-and-resume
 (docs/design.md: robustness). The columns differ per framework, the repair does not.
+``atomic_write`` is :func:`ptycho_core.atomic.atomic_write`, re-exported for the backends.
 """
 
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from ptycho_core.atomic import atomic_write
 
 __all__ = ["HISTORY_KEYS", "atomic_write", "continue_csv_log"]
 
@@ -19,28 +20,6 @@ __all__ = ["HISTORY_KEYS", "atomic_write", "continue_csv_log"]
 #: deviance plus any weighted MAE / real-space terms, >= 0), the deviance alone, the relative
 #: amplitude misfit, the physics intensity scale, the learning rate the epoch used, and seconds.
 HISTORY_KEYS = ("loss", "deviance", "misfit", "intensity_scale", "lr", "epoch_s")
-
-
-def atomic_write(path: Path | str, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then ``os.replace`` it onto ``path``.
-
-    The temporary name keeps the suffixes of ``path`` (Keras checks for ``.weights.h5``).
-    The data is flushed to disk (fsync) before the rename. A failure part-way leaves the
-    previous file intact and removes the temporary one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def continue_csv_log(path: Path | str, start_epoch: int, history: Mapping[str, Sequence[float]],

@@ -23,16 +23,17 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
-from ptycho_core import backends, bundle, reference
+from ptycho_core import atomic, backends, bundle, reference
 from ptycho_core.config import InferenceConfig, TrainingConfig
 from ptycho_core.contracts import Reconstruction, TrainResult
-from ptycho_core.errors import ConfigError, DataError, MissingDependencyError
+from ptycho_core.errors import ConfigError, DataError, MissingDependencyError, OutputExistsError
 
 if TYPE_CHECKING:
     from ptycho_core.contracts import Dataset, GroupedData, InferenceResult, ModelHandle
@@ -100,8 +101,56 @@ def is_primary_process(environ: dict[str, str] | None = None) -> bool:
     return int(env.get("NODE_RANK", "0")) == 0 and int(env.get("LOCAL_RANK", "0")) == 0
 
 
-def train(config: TrainingConfig, *, dataset: Dataset | None = None, resume_from: Path | None = None) -> TrainResult:
-    """Group the training data and train a new model with ``config.backend``."""
+#: Files (and the bundle) of a result directory that a new run refuses to replace unless told to overwrite.
+RESULT_FILES = ("reconstruction.npz", "summary.json")
+
+
+def check_no_result(paths: Sequence[Path | str], overwrite: bool = False) -> None:
+    """Refuse to replace an earlier result: raise if any of ``paths`` exists, unless ``overwrite``.
+
+    A non-empty directory counts as existing, an empty one does not.
+
+    Raises
+    ------
+    ptycho_core.errors.OutputExistsError
+        Names the first existing path and says how to replace it.
+    """
+    if overwrite:
+        return
+    for path in map(Path, paths):
+        if path.is_dir() and not any(path.iterdir()):
+            continue
+        if path.exists():
+            raise OutputExistsError(f"{path}: already exists (the result of an earlier run); pass --overwrite "
+                                    "(overwrite=True in Python) to replace it, or choose another --output-dir")
+
+
+def start_provenance(config: TrainingConfig | InferenceConfig, inference_config: InferenceConfig | None = None,
+                     command: Sequence[str] | None = None) -> dict[str, Any]:
+    """:func:`ptycho_core.provenance.start` for a run of ``config`` (inputs: its data files and model)."""
+    from ptycho_core import provenance
+
+    if isinstance(config, TrainingConfig):
+        configs: dict[str, Any] = {"training": config, "inference": inference_config}
+        test = config.test_data_file if config.test_data_file != config.train_data_file else None
+        inputs = {"train_data_file": config.train_data_file, "test_data_file": test}
+    else:
+        configs = {"inference": config}
+        inputs = {"test_data_file": config.test_data_file, "model_path": config.model_path}
+    inputs = {k: v for k, v in inputs.items() if v is not None and Path(v).exists()}
+    return provenance.start(command=command, backend=config.backend, accelerator=config.accelerator,
+                            configs=configs, inputs=inputs)
+
+
+def train(config: TrainingConfig, *, dataset: Dataset | None = None, resume_from: Path | None = None,
+          overwrite: bool = False) -> TrainResult:
+    """Group the training data and train a new model with ``config.backend``.
+
+    Without ``resume_from``, checkpoints of an earlier run in ``output_dir/checkpoints`` are
+    not trained over unless ``overwrite`` (:class:`~ptycho_core.errors.OutputExistsError`).
+    """
+    if resume_from is None:
+        check_no_result([Path(config.output_dir) / "checkpoints"], overwrite)
     dataset = dataset if dataset is not None else load_dataset(config.train_data_file, "train_data_file")
     backend = backends.get(config.backend)
     grouped = _data_module("grouping").group_for_training(dataset, config)
@@ -119,7 +168,7 @@ def inference_config_for(config: TrainingConfig, **overrides: Any) -> InferenceC
     fields = dict(
         model=config.model, test_data_file=config.test_data_file or config.train_data_file,
         neighbor_count=config.neighbor_count, seed=config.seed, output_dir=config.output_dir,
-        backend=config.backend, accelerator=config.accelerator,
+        backend=config.backend, accelerator=config.accelerator, progress=config.progress,
     )
     fields.update(overrides)
     return InferenceConfig(**fields)
@@ -226,12 +275,17 @@ def _add_at(total: np.ndarray, coverage: np.ndarray, part: np.ndarray, part_cov:
 
 
 def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset: Dataset | None = None,
-          write: bool = True) -> Reconstruction:
+          write: bool = True, overwrite: bool = False, command: Sequence[str] | None = None) -> Reconstruction:
     """Reconstruct ``config.test_data_file`` with a trained bundle; write outputs unless ``write=False``.
 
+    An earlier result in ``config.output_dir`` (:data:`RESULT_FILES`) is replaced only with
+    ``overwrite=True``. The outputs record their provenance (command line, default ``sys.argv``).
     A lazy dataset (see :func:`load_dataset`) is predicted and stitched chunk by chunk
     (:func:`predict_and_stitch`); in-memory data as one :func:`predict` + :func:`stitch`.
     """
+    if write:
+        check_no_result([Path(config.output_dir) / name for name in RESULT_FILES], overwrite)
+    record = start_provenance(config, command=command) if write else None
     opened = dataset is None
     dataset = dataset if dataset is not None else load_dataset(config.test_data_file, "test_data_file")
     try:
@@ -253,7 +307,7 @@ def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset:
         if config.refine_iterations:
             rec = refine(rec, dataset, config)
         if write:
-            write_outputs(rec, dataset, config.output_dir)
+            write_outputs(rec, dataset, config.output_dir, provenance=record)
         return rec
     finally:
         if opened:
@@ -271,7 +325,7 @@ def refine(rec: Reconstruction, dataset: Any, config: InferenceConfig) -> Recons
 
     source = dataset if hasattr(dataset, "read") else dataset.diffraction  # a lazy dataset is read block by block
     res = refine_object(rec.object, rec.origin, source, dataset.positions, dataset.probe, config.refine_iterations,
-                        seed=config.seed)
+                        seed=config.seed, progress=None if config.progress else False)
     log.info("refined %d passes in %.1f s: misfit %.3g -> %.3g", config.refine_iterations, res.seconds,
              res.misfit[0], res.misfit[-1])
     meta = dict(rec.metadata)
@@ -281,36 +335,53 @@ def refine(rec: Reconstruction, dataset: Any, config: InferenceConfig) -> Recons
     return Reconstruction(object=res.object, origin=rec.origin, metadata=meta)
 
 
-def run(config: TrainingConfig, inference_config: InferenceConfig | None = None) -> Reconstruction:
-    """Train, save the bundle, load it back, reconstruct the test data and write all outputs."""
+def run(config: TrainingConfig, inference_config: InferenceConfig | None = None, *, overwrite: bool = False,
+        command: Sequence[str] | None = None) -> Reconstruction:
+    """Train, save the bundle, load it back, reconstruct the test data and write all outputs.
+
+    An earlier result in ``config.output_dir`` (the bundle, :data:`RESULT_FILES`, checkpoints)
+    is replaced only with ``overwrite=True``. The bundle and the outputs record their
+    provenance (command line: ``command``, default ``sys.argv``).
+    """
+    out = Path(config.output_dir)
+    check_no_result([out / BUNDLE_NAME, *(out / name for name in RESULT_FILES)], overwrite)
     train_ds = load_dataset(config.train_data_file, "train_data_file")
     test_path = config.test_data_file or config.train_data_file
     test_ds = train_ds if test_path == config.train_data_file else load_dataset(test_path, "test_data_file")
-    out = Path(config.output_dir)
     bundle_path = out / BUNDLE_NAME
     icfg = inference_config or inference_config_for(config)
     icfg = attrs.evolve(icfg, model_path=bundle_path, test_data_file=test_path)
+    record = start_provenance(config, icfg, command)
     out.mkdir(parents=True, exist_ok=True)
-    result = train(config, dataset=train_ds)
+    result = train(config, dataset=train_ds, overwrite=overwrite)
     if not is_primary_process():  # another rank of a DDP job: rank 0 saves and writes everything
         rec = infer(icfg, model=result.model, dataset=test_ds, write=False)
         _close(train_ds, test_ds)
         return rec
-    bundle.save_bundle(result.model, bundle_path, training_config=config, inference_config=icfg, overwrite=True)
+    from ptycho_core import provenance
+
+    bundle.save_bundle(result.model, bundle_path, training_config=config, inference_config=icfg, overwrite=True,
+                       provenance=provenance.finish(record))
     model = bundle.load_bundle(bundle_path, backend=config.backend)
     rec = infer(icfg, model=model, dataset=test_ds, write=False)
     rec.metadata["history"] = {k: [float(v) for v in vals] for k, vals in result.history.items()}
     rec.metadata["timings"] = {**result.timings, **rec.metadata["timings"]}
     rec.metadata["epochs"] = result.epochs
     rec.metadata["paths"] = {"bundle": str(bundle_path)}
-    write_outputs(rec, test_ds, out)
+    write_outputs(rec, test_ds, out, provenance=record)
     _close(train_ds, test_ds)
     return rec
 
 
-def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path) -> dict[str, str]:
-    """Write reconstruction.npz, amplitude/phase PNGs, loss.png and (with ground truth) metrics."""
+def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,
+                  provenance: dict[str, Any] | None = None) -> dict[str, str]:
+    """Write reconstruction.npz, amplitude/phase PNGs, loss.png and (with ground truth) metrics.
+
+    ``provenance`` (:func:`start_provenance`) is finished now and stored in ``summary.json``
+    and ``reconstruction.npz`` (key ``provenance``, a JSON string).
+    """
     from ptycho_core import plots
+    from ptycho_core import provenance as prov
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,6 +389,9 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path) -> di
     npz = out / "reconstruction.npz"
     refined = rec.metadata.get("refine")
     extra = {"network_object": refined["network_object"]} if refined else {}
+    if provenance is not None:
+        provenance = prov.finish(provenance)
+        extra["provenance"] = np.asarray(json.dumps(provenance, default=str))
     _atomic_savez(npz, object=rec.object, amplitude=rec.amplitude, phase=rec.phase,
                   origin=np.asarray(rec.origin, dtype=np.float64), backend=np.asarray(rec.metadata["backend"]),
                   **extra)
@@ -345,6 +419,8 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path) -> di
         summary["training"] = training_summary(history)
     if refined:
         summary["refine"] = {k: v for k, v in refined.items() if k != "network_object"}
+    if provenance is not None:
+        summary["provenance"] = provenance
     _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return paths
 
@@ -364,13 +440,10 @@ def training_summary(history: dict[str, list[float]]) -> dict[str, Any]:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.part.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic.atomic_file(path) as tmp:  # tmp ends in .npz, so np.savez keeps its name
+        np.savez(tmp, **arrays)
 

@@ -17,6 +17,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ptycho_core.atomic import atomic_file
+from ptycho_core.console import add_output_flags
 from ptycho_data.simulate import SimulationConfig
 from ptycho_data.simulate_objects import IMAGES, OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS
 
@@ -110,21 +112,27 @@ def save_preview(dataset: Any, path: str | Path) -> Path:
                norm=LogNorm(vmin=vmin, vmax=max(float(pattern.max()), vmin * 10)))
     for ax in axes[1, 1 + len({0, n // 2, n - 1}):]:
         ax.set_axis_off()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    with atomic_file(path, parents=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
     return path
 
 
 def handler(args: argparse.Namespace) -> int:
     """Run ``ptycho simulate``: simulate, write the NPZ and (unless ``--no-preview``) the PNG."""
+    from ptycho_core.errors import OutputExistsError
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import simulate_dataset
 
     config = config_from_args(args)
-    start = time.perf_counter()
-    progress = None if args.progress is None else bool(args.progress)
-    dataset = simulate_dataset(config, progress=progress)
     output = Path(args.output)
+    preview = (Path(args.preview) if args.preview else output.with_suffix(".png")) if args.preview_enabled else None
+    for path in (output, preview):
+        if path is not None and path.exists() and not args.overwrite:
+            raise OutputExistsError(f"{path}: already exists; pass --overwrite to replace it, or choose another "
+                                    "--output")
+    start = time.perf_counter()
+    progress = False if getattr(args, "quiet", False) else (None if args.progress is None else bool(args.progress))
+    dataset = simulate_dataset(config, progress=progress)
     if output.parent != Path(""):
         output.parent.mkdir(parents=True, exist_ok=True)
     save_dataset(dataset, output)
@@ -132,8 +140,7 @@ def handler(args: argparse.Namespace) -> int:
     print(f"wrote {output}: {dataset.n} patterns of {dataset.N}x{dataset.N}, object "
           f"{dataset.object.shape[0]}x{dataset.object.shape[1]}, {photons:.3g} photons per pattern "
           f"({time.perf_counter() - start:.1f} s)")
-    if args.preview_enabled:
-        preview = Path(args.preview) if args.preview else output.with_suffix(".png")
+    if preview is not None:
         save_preview(dataset, preview)
         print(f"preview: {preview}")
     sys.stdout.flush()
@@ -158,6 +165,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="do not write the preview image")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar (default: only when stderr is a terminal)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output NPZ and preview (without it the command stops before "
+                             "simulating and names the existing file)")
+    add_output_flags(parser)
     _add_config_flags(parser)
     parser.set_defaults(func=handler, preview_enabled=True)
     return parser

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ptycho_core.atomic import commit_directory, stage_directory
 from ptycho_core.contracts import ALLOWED_N, Dataset
 from ptycho_core.errors import DataError
 from ptycho_data.npzformat import atomic_path
@@ -67,7 +67,7 @@ class LazyDatasetWriter:
         self._small: dict[str, Any] = {"probeGuess": probe, "objectGuess": object}
         self._lists: dict[str, list[np.ndarray]] = {k: [] for k in SMALL_KEYS[:5]}
         self._overwrite = overwrite
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.directory.name}.", dir=self.directory.parent))
+        self._tmp = stage_directory(self.directory, overwrite=overwrite)
         self._fh = open(self._tmp / "diffraction.npy", "wb")  # noqa: SIM115 - closed in close()/abort()
         self._write_header()
 
@@ -120,9 +120,7 @@ class LazyDatasetWriter:
                 np.save(self._tmp / f"{key}.npy", np.asarray(value, dtype=SMALL_DTYPES[key]), allow_pickle=False)
             meta = {"format": FORMAT, "version": FORMAT_VERSION, "n": self.n, "N": self.N, "arrays": sorted(arrays)}
             (self._tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-            if self.directory.exists():
-                shutil.rmtree(self.directory)
-            os.replace(self._tmp, self.directory)
+            commit_directory(self._tmp, self.directory, overwrite=self._overwrite)
         except BaseException:
             self.abort()
             raise

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import tokenize
 import zipfile
 import zlib
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptycho_core.atomic import atomic_file
 from ptycho_core.errors import DataError
 
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -28,22 +28,17 @@ ZIP_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, R
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path`` with :func:`os.replace`.
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` (``ptycho_core.atomic``).
 
-    If the block raises, the temporary file is removed and ``path`` is left untouched.
+    If the block raises, the temporary file is removed and ``path`` is left untouched. The
+    file gets the umask's mode (0644 with umask 022). ``suffix`` is kept for callers; the
+    temporary always ends in the suffixes of ``path``.
     """
     target = Path(path)
     if not target.parent.is_dir():
         raise DataError(f"{target}: parent directory {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as tmp:
+        yield tmp
 
 
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, compress: bool = False) -> Path:

@@ -1,7 +1,8 @@
 """Keras callbacks of training: history, divergence guard, resumable plateau schedule, atomic checkpoints.
 
 A checkpoint is two files under ``output_dir/checkpoints``, each written to a temporary
-file and moved into place with ``os.replace``:
+file and moved into place with ``os.replace`` (:mod:`ptycho_core.atomic`, so both get the
+umask's mode):
 
 - ``last.weights.h5``: Keras' weights file of the compiled model: the network and physics
   weights and the Adam state (arrays only, no pickles);
@@ -21,14 +22,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ptycho_core import training_log
+from ptycho_core import atomic, training_log
 from ptycho_core.config import TrainingConfig
 from ptycho_core.errors import ConfigError
 from ptycho_core.schedule import PlateauSchedule
@@ -40,6 +40,7 @@ PREVIOUS_FILE = "previous.weights.h5"
 
 
 atomic_write = training_log.atomic_write
+atomic_file = atomic.atomic_file
 
 
 def sha256_file(path: Path) -> str:
@@ -155,20 +156,12 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         weights_path = self.directory / WEIGHTS_FILE
         previous = self.directory / PREVIOUS_FILE
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".last.", suffix=".tmp.weights.h5", dir=self.directory)
-        os.close(fd)
-        try:
-            model.save_weights(tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            digest = sha256_file(Path(tmp))
+        with atomic_file(weights_path) as tmp:  # the temporary keeps the .weights.h5 suffix Keras wants
+            model.save_weights(str(tmp))
+            digest = sha256_file(tmp)
             committed = _committed_weights(self.directory)
             if committed is not None and committed.name == WEIGHTS_FILE:
                 os.replace(weights_path, previous)  # keep the weights last.json refers to until it is replaced
-            os.replace(tmp, weights_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         state = {
             "epoch": int(epoch),
             "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),

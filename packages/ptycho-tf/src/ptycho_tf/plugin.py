@@ -69,9 +69,16 @@ def ptycho_build_model(model_config: ModelConfig, training_config: TrainingConfi
 @hookimpl
 def ptycho_train(model: ModelHandle, data: GroupedData, config: TrainingConfig,
                  resume_from: Path | None) -> TrainResult:
+    import contextlib
+    import sys
+
+    from ptycho_core.console import show_progress
     from ptycho_tf.train import train_model
 
-    return train_model(model, data, config, resume_from)
+    if not show_progress(config.progress):
+        return train_model(model, data, config, resume_from, verbose=0)
+    with contextlib.redirect_stdout(sys.stderr):  # Keras draws its progress bar on stdout
+        return train_model(model, data, config, resume_from, verbose=1)
 
 
 @hookimpl

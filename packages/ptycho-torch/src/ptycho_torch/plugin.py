@@ -66,9 +66,10 @@ def ptycho_build_model(model_config: ModelConfig, training_config: TrainingConfi
 @hookimpl
 def ptycho_train(model: ModelHandle, data: GroupedData, config: TrainingConfig,
                  resume_from: Path | None) -> TrainResult:
+    from ptycho_core.console import show_progress
     from ptycho_torch.train import train_model
 
-    return train_model(model, data, config, resume_from)
+    return train_model(model, data, config, resume_from, enable_progress_bar=show_progress(config.progress))
 
 
 @hookimpl

@@ -27,7 +27,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -43,6 +43,7 @@ from ptycho_torch.module import (
     grouped_tensors,
     normalized_probe,
 )
+from ptycho_torch.progress import ProgressBar
 
 __all__ = ["AtomicCheckpointIO", "History", "PlateauCallback", "PtychoLightningModule", "atomic_torch_save",
            "make_trainer", "train_model"]
@@ -201,7 +202,7 @@ def make_trainer(config: TrainingConfig, history: History, *, enable_progress_ba
         max_epochs=config.nepochs,
         logger=CSVLogger(str(out), name="logs", version=_log_version(out, resume), flush_logs_every_n_steps=1),
         callbacks=[history, schedule if schedule is not None else PlateauCallback(config), checkpoint,
-                   *([TQDMProgressBar()] if enable_progress_bar else [])],
+                   *([ProgressBar()] if enable_progress_bar else [])],
         plugins=None if config.strategy == "ddp" else [AtomicCheckpointIO()],
         enable_progress_bar=enable_progress_bar,
         enable_model_summary=False,
