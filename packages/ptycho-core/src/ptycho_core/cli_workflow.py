@@ -114,31 +114,39 @@ def _common(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def _print_paths(rec: Any) -> None:
+    """The result of ``run``/``infer``/``demo``: files, then the network's own quality, then what refinement adds."""
     from ptycho_core.workflow import training_summary
 
     paths = rec.metadata.get("paths", {})
+    timings = rec.metadata.get("timings", {})
     print(f"backend: {rec.metadata['backend']}")
     for key, value in paths.items():
         print(f"  {key:<15} {value}")
     history = rec.metadata.get("history")
     if history:
         fit = training_summary(history)
+        took = f" in {timings['train_s']:.0f} s" if "train_s" in timings else ""
         if "deviance" in fit:
-            print(f"  network fit after {fit['epochs_run']} epochs: Poisson deviance {fit['deviance']:.4g} "
-                  f"(0 = perfect), amplitude misfit {fit['misfit']:.3g}")
+            print(f"network: trained {fit['epochs_run']} epochs{took}; fit to the data: Poisson deviance "
+                  f"{fit['deviance']:.4g} (0 = perfect), amplitude misfit {fit['misfit']:.3g}")
     refined = rec.metadata.get("refine")
+    metrics = rec.metadata.get("metrics") or {}
+    network_metrics = metrics.get("network") if refined else metrics
+    if "infer_s" in timings:
+        print(f"network only: inference + stitching {timings['infer_s'] + timings.get('stitch_s', 0.0):.1f} s")
+    _print_metrics(network_metrics)
     if refined:
         n = refined["iterations"]
-        print(f"  refined {n} pass{'' if n == 1 else 'es'} in {refined['seconds']:.1f} s: amplitude misfit "
+        print(f"after refinement ({n} pass{'' if n == 1 else 'es'}, {refined['seconds']:.1f} s): amplitude misfit "
               f"{refined['misfit'][0]:.3g} -> {refined['misfit'][-1]:.3g}")
-    metrics = rec.metadata.get("metrics")
-    if metrics:
-        for label, part_metrics in (("network ", metrics.get("network")), ("", metrics)):
-            for part in ("amplitude", "phase") if part_metrics else ():
-                m = part_metrics.get(part, {})
-                if m:
-                    print(f"  {label + part:<17} " + "  ".join(f"{k}={v:.4g}" for k, v in m.items()
-                                                            if isinstance(v, float)))
+        _print_metrics(metrics)
+
+
+def _print_metrics(metrics: dict | None) -> None:
+    for part in ("amplitude", "phase") if metrics else ():
+        m = metrics.get(part, {})
+        if m:
+            print(f"  {part:<10} " + "  ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
