@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch_testdata import tiny_training_config
 
+from ptycho_core.config import effective_nphotons
 from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_torch import plugin
 from ptycho_torch.module import PtychoLightningModule, physics_scale
@@ -44,7 +45,7 @@ def test_tiny_training_run_lowers_the_loss(tmp_path, grouped64):
 def test_trainable_intensity_scale_changes(tmp_path, grouped64):
     config = tiny_training_config(tmp_path, nepochs=1, intensity_scale_trainable=True)
     result = _train(grouped64, config)
-    s0 = physics_scale(config.nphotons, 64)
+    s0 = physics_scale(effective_nphotons(config), 64)
     s = float(result.model.native.physics.intensity_scale.detach())
     assert isinstance(result.model.native.physics.intensity_scale, torch.nn.Parameter)
     assert abs(s - s0) > 1e-3
@@ -56,7 +57,7 @@ def test_frozen_intensity_scale_stays(tmp_path, grouped64):
     result = _train(grouped64, config)
     phys = result.model.native.physics
     assert not isinstance(phys.intensity_scale, torch.nn.Parameter)
-    assert float(phys.intensity_scale) == np.float32(physics_scale(config.nphotons, 64))
+    assert float(phys.intensity_scale) == np.float32(physics_scale(effective_nphotons(config), 64))
 
 
 def test_seeded_training_is_deterministic_on_cpu(tmp_path, grouped64):
