@@ -87,3 +87,32 @@ def save_loss(history: dict[str, list[float]], path: Path) -> Path:
         a.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return _save(fig, Path(path))
+
+
+def save_comparison(reconstruction: np.ndarray, truth: np.ndarray, path: Path, metrics: dict | None = None,
+                    network: np.ndarray | None = None) -> Path:
+    """Ground truth vs reconstruction, amplitude and phase, with SSIM in the titles.
+
+    With ``network`` (the network's output before refinement) a middle column shows it, scored
+    with ``metrics['network']``.
+    """
+    plt = _pyplot()
+    columns = [("ground truth", truth, None)]
+    if network is not None:
+        columns.append(("network", network, (metrics or {}).get("network")))
+        columns.append(("refined", reconstruction, metrics))
+    else:
+        columns.append(("reconstruction", reconstruction, metrics))
+    fig, axes = plt.subplots(2, len(columns), figsize=(4.5 * len(columns), 8), squeeze=False)
+    rows = [("amplitude", np.abs, "gray"), ("phase", np.angle, "twilight")]
+    for r, (name, fn, cmap) in enumerate(rows):
+        for c, (label, img, scores) in enumerate(columns):
+            score = ""
+            if scores and isinstance(scores.get(name), dict) and "ssim" in scores[name]:
+                score = f" (SSIM {scores[name]['ssim']:.3f})"
+            ax = axes[r, c]
+            im = ax.imshow(fn(img), cmap=cmap)
+            ax.set_title(f"{name}: {label}{score}")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return _save(fig, Path(path))
