@@ -245,7 +245,8 @@ def test_intensities_detected(tmp_path, caplog):
         back = load_dataset(tmp_path / "i.npz")
     np.testing.assert_allclose(back.diffraction, np.sqrt(counts), rtol=1e-6)
     assert back.metadata["intensities"] is True and back.metadata["max_count"] == int(counts.max())
-    said = [r for r in caplog.records if r.levelno == logging.WARNING and "assumed to hold intensities" in r.getMessage()]
+    said = [r for r in caplog.records
+            if r.levelno == logging.WARNING and "assumed to hold intensities" in r.getMessage()]
     assert said and "--no-intensities" in said[0].getMessage() and "i.npz" in said[0].getMessage()
 
 

@@ -36,8 +36,8 @@ HOT_PIXEL_FACTOR = 20.0
 DETECTOR_LIMITS = tuple(2**k - 1 for k in (8, 10, 12, 14, 16, 20, 24, 32))
 """Counts at which integer detectors saturate."""
 
-FIX_HINT = ("if they are metres, add the keys position_unit='m' and pixel_size_m (metres per object pixel) to the file, "
-            "or pass --position-unit m --pixel-size METRES")
+FIX_HINT = ("if they are metres, add the keys position_unit='m' and pixel_size_m (metres per object pixel) to the "
+            "file, or pass --position-unit m --pixel-size METRES")
 
 
 def resolve_units(file_unit: str | None, file_pixel_m: float | None, unit: str | None, pixel_size_m: float | None,
@@ -136,7 +136,10 @@ def overlap_ratio(positions: np.ndarray, N: int) -> float | None:
 
 
 def probe_support_fraction(probe: np.ndarray) -> float:
-    """Fraction of ``|probe|^2`` inside the model's support disk of radius N/4 (:func:`ptycho_core.reference.probe_disk_mask`)."""
+    """Fraction of ``|probe|^2`` inside the model's support disk of radius N/4.
+
+    The disk is :func:`ptycho_core.reference.probe_disk_mask`, the mask of the probe normalisation.
+    """
     power = np.abs(np.asarray(probe, dtype=np.complex128)) ** 2
     total = float(power.sum())
     if total <= 0:

@@ -181,7 +181,8 @@ def load_dataset(
                                          pixel_size_m, str(path))
     for xk, yk in (("xcoords", "ycoords"), ("xcoords_start", "ycoords_start")):
         if xk in arrays and yk in arrays:
-            arrays[xk], arrays[yk] = geometry.to_pixels(arrays[xk], arrays[yk], unit, pixel, f"{path}: keys {xk!r}, {yk!r}")
+            arrays[xk], arrays[yk] = geometry.to_pixels(arrays[xk], arrays[yk], unit, pixel,
+                                                        f"{path}: keys {xk!r}, {yk!r}")
     meta.update(position_unit="px", pixel_size_m=pixel, positions_read_as=unit or "px (assumed)")
     try:
         dataset = Dataset(
@@ -400,8 +401,9 @@ def _convert_diffraction(arr: np.ndarray, key: str, layout: str, intensities: bo
     if intensities is None:
         reason = looks_like_intensities(arr)
         if reason:
-            logger.warning("%s: key %r assumed to hold intensities (photon counts), not amplitudes: %s; took the square "
-                           "root (pass --no-intensities, intensities=False, if these are amplitudes)", path, key, reason)
+            logger.warning("%s: key %r assumed to hold intensities (photon counts), not amplitudes: %s; took the "
+                           "square root (pass --no-intensities, intensities=False, if these are amplitudes)",
+                           path, key, reason)
             intensities = True
         else:
             logger.info("%s: key %r read as amplitudes sqrt(counts) (pass --intensities if they are counts)", path, key)

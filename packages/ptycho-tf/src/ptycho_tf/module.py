@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import numpy as np
 
 from ptycho_core.config import ModelConfig, TrainingConfig, effective_nphotons

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import lightning as L
 import numpy as np
 import torch
@@ -18,7 +17,6 @@ from ptycho_core.config import ModelConfig, TrainingConfig, effective_nphotons
 from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_torch.model import PtychoNet
 from ptycho_torch.physics import PhysicsLayer, losses
-
 
 
 def config_to_dict(config: ModelConfig | TrainingConfig | None) -> dict | None:
