@@ -117,7 +117,7 @@ def _refuse_given(args: argparse.Namespace, names: tuple[str, ...], why: str) ->
     """A :class:`ConfigError` naming the flags of ``names`` given on the command line, saying ``why``."""
     from ptycho_core.errors import ConfigError
 
-    given = [f"--{n.replace('_', '-')}" for n in names if n in vars(args)]
+    given = ["/".join([f"--{n.replace('_', '-')}", *ALIASES.get(n, [])]) for n in names if n in vars(args)]
     if given:
         raise ConfigError(f"{', '.join(given)}: {why}")
 
