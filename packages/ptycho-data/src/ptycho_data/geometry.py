@@ -72,10 +72,13 @@ def to_pixels(xcoords: np.ndarray, ycoords: np.ndarray, unit: str | None, pixel_
     ptycho_core.errors.DataError
         Metres without a pixel size, saying where to give one.
     """
+    if unit != "m":
+        return xcoords, ycoords  # unchanged: the dataset contract checks dtypes and shapes
+    for label, values in (("x", xcoords), ("y", ycoords)):
+        if np.asarray(values).dtype.kind not in "fiu":
+            raise DataError(f"{where}: {label} positions: expected numbers, got dtype {np.asarray(values).dtype}")
     x = np.asarray(xcoords, dtype=np.float64)
     y = np.asarray(ycoords, dtype=np.float64)
-    if unit != "m":
-        return x, y
     if pixel_size_m is None:
         raise DataError(
             f"{where}: the scan positions are in metres (x {_span(x)}), but no pixel size is known to convert them "
