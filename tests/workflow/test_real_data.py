@@ -134,3 +134,17 @@ def test_read_options_validation():
         ReadOptions(position_unit="mm")
     with pytest.raises(ConfigError, match="--diffraction-file .* describe different inputs"):
         ReadOptions(diffraction_file="p.h5", patterns="/a", x="/b", y="/c")
+
+
+def test_imported_lazy_directory_trains_with_photons_from_the_data(installed_dummy, scan, tmp_path):
+    from ptycho_core.bundle import load_bundle
+    from ptycho_data.npz import save_dataset
+
+    save_dataset(scan, tmp_path / "scan.npz")
+    assert cli.main(["import", str(tmp_path / "scan.npz"), "-o", str(tmp_path / "lazy"), "--lazy"]) == 0
+    assert (tmp_path / "lazy" / "meta.json").is_file()
+    _run(tmp_path, "o", "--train-data", str(tmp_path / "lazy"))
+    assert load_bundle(tmp_path / "o" / "model").training_config.nphotons == pytest.approx(1e6, rel=1e-3)
+    # a lazy dataset is amplitudes in pixels by format: reading flags are an error, not ignored
+    assert cli.main(["run", "--backend", "dummy", "--nepochs", "1", "--output-dir", str(tmp_path / "x"),
+                     "--train-data", str(tmp_path / "lazy"), "--intensities"]) == 2

@@ -24,7 +24,8 @@ HISTORY_KEYS = ("loss", "deviance", "misfit", "intensity_scale", "lr", "epoch_s"
 def atomic_write(path: Path | str, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` for a temporary file next to ``path``, then ``os.replace`` it onto ``path``.
 
-    The temporary name keeps the suffixes of ``path`` (Keras checks for ``.weights.h5``).
+    The temporary name keeps the suffixes of ``path`` (Keras checks for ``.weights.h5``); the
+    file gets the permissions of a newly created file under the umask (0644 with umask 022).
     The data is flushed to disk (fsync) before the rename. A failure part-way leaves the
     previous file intact and removes the temporary one.
     """
@@ -35,12 +36,20 @@ def atomic_write(path: Path | str, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets the mode open() would give
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def continue_csv_log(path: Path | str, start_epoch: int, history: Mapping[str, Sequence[float]],
