@@ -225,8 +225,11 @@ class TrainingConfig:
         default=0.0, converter=_to_float, validator=_number(0.0, strict=False)
     )
     """Weight of the real-space loss against ground-truth patches (needs objectGuess)."""
-    nphotons: float | None = attrs.field(default=None, converter=_optional_float,
-                                         validator=_optional(_number(0.0, strict=True)))
+    nphotons: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=_optional(_number(0.0, strict=True)),
+        metadata={"help": "mean photons per pattern, setting the physics scale sqrt(nphotons)/(N/2) (default: "
+                          "measured from the training data, the mean total count per pattern; a value overrides "
+                          "it, with a warning when it is more than 2x off the data)"})
     """Mean photons per pattern, setting the physics scale sqrt(nphotons)/(N/2); None (default) = measured from the
     training data (mean over patterns of sum(amplitude^2)); a value overrides it, with a warning when it is more than
     2x off the data."""
