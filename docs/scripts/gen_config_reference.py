@@ -99,6 +99,9 @@ def allowed_values(field: attrs.Attribute) -> str:
     if name.startswith("_number."):
         env = _closure(validator)
         return f"number {'>' if env['strict'] else '>='} {env['low']:g}"
+    if name.startswith("_optional.<locals>.optional_check"):
+        inner = _closure(validator)["check"]
+        return allowed_values(field.evolve(validator=inner)) + ", or not set"
     if type(validator).__name__ == "_InstanceOfValidator":
         return f"a `{validator.type.__name__}` table"
     raise ValueError(f"{field.name}: unknown validator {name!r}; teach gen_config_reference.py to describe it")

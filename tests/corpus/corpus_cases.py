@@ -406,15 +406,22 @@ def npz_bad_layout(d: Path) -> dict[str, Path]:
     return {"data": save_npz(d / "npz_bad_layout.npz", arrays)}
 
 
-@case("npz", DataError, "npz_counts.npz", "'diffraction'", "intensities")
-def npz_counts(d: Path) -> dict[str, Path]:
-    """Integer photon counts (intensities) where amplitudes are expected."""
+@case("npz", DataError, "npz_metres.npz", "all lie within", "--position-unit m --pixel-size")
+def npz_metres(d: Path) -> dict[str, Path]:
+    """Positions in metres in a file that does not say so (issue 18: once a silently stacked image)."""
     arrays = valid_arrays()
-    rng = np.random.default_rng(0)
-    arrays["diffraction"] = rng.integers(2, 5000, size=(N_POS, N, N)).astype(np.float32)
-    arrays["diffraction"][:, 0, 0] = 3
-    arrays["diffraction"][:, 1, 1] = 4000
-    return {"data": save_npz(d / "npz_counts.npz", arrays)}
+    arrays.pop("objectGuess")
+    arrays["xcoords"] = arrays["xcoords"] * 1e-8
+    arrays["ycoords"] = arrays["ycoords"] * 1e-8
+    return {"data": save_npz(d / "npz_metres.npz", arrays)}
+
+
+@case("npz", DataError, "npz_metres_no_pixel_size.npz", "in metres", "pixel_size_m", "--pixel-size")
+def npz_metres_no_pixel_size(d: Path) -> dict[str, Path]:
+    """position_unit 'm' without a pixel size to convert with."""
+    arrays = valid_arrays()
+    arrays["position_unit"] = np.array("m")
+    return {"data": save_npz(d / "npz_metres_no_pixel_size.npz", arrays)}
 
 
 # ---------------------------------------------------------------- Ptychodus HDF5 products

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho_core import hookimpl, reference
-from ptycho_core.config import TrainingConfig
+from ptycho_core.config import TrainingConfig, effective_nphotons
 from ptycho_core.contracts import BackendInfo, ForwardOutput, InferenceResult, ModelHandle, TrainResult
 from ptycho_core.errors import BundleError, ConfigError
 
@@ -43,7 +43,7 @@ class FakeBackend:
         native = {
             "gain": (1.0 + 0.05 * rng.normal(size=(N, N))).astype(np.float32),
             "phase": (0.1 * rng.normal(size=(N, N))).astype(np.float32),
-            "intensity_scale": np.array(reference.physics_scale(tc.nphotons, N), dtype=np.float32),
+            "intensity_scale": np.array(reference.physics_scale(effective_nphotons(tc), N), dtype=np.float32),
             "probe.real": np.zeros((N, N), np.float32),
             "probe.imag": np.zeros((N, N), np.float32),
         }
@@ -67,7 +67,7 @@ class FakeBackend:
         probe = self._probe(native, model_config, data)
         out = reference.physics_forward(patches, data.offsets, probe, gridsize=model_config.gridsize,
                                         object_big=model_config.object_big, scale=float(native["intensity_scale"]))
-        s0 = reference.physics_scale(config.nphotons, model_config.N)
+        s0 = reference.physics_scale(effective_nphotons(config), model_config.N)
         loss = reference.total_loss(out["lam"], data.X, s0, patches=patches, Y=data.Y, nll_weight=config.nll_weight,
                                     mae_weight=config.mae_weight, realspace_weight=config.realspace_weight)
         return ForwardOutput(patches=patches, amplitude=out["amplitude"], loss=loss)

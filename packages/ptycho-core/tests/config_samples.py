@@ -24,7 +24,7 @@ def _other_value(field: attrs.Attribute, default):
     if "int" in kind:
         return 7 if default is None else default + 3
     if "float" in kind:
-        return default * 2 + 0.25
+        return 1234.5 if default is None else default * 2 + 0.25
     raise AssertionError(f"no test value for {field.name} ({kind})")
 
 

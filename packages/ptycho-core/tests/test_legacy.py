@@ -54,7 +54,7 @@ def test_legacy_names_of_training_fields():
         "probe.big": True, "probe.mask": True, "pad_object": True, "probe_scale": 4.0,
         "gaussian_smoothing_sigma": 0.0, "probe.trainable": True, "intensity_scale.trainable": True,
         "positions.provided": True, "output_prefix": "out", "train_data_file_path": "tr.npz",
-        "test_data_file_path": "te.npz", "nepochs": 40, "batch_size": 16, "nphotons": 1e9, "nll_weight": 1.0,
+        "test_data_file_path": "te.npz", "nepochs": 40, "batch_size": 16, "nphotons": None, "nll_weight": 1.0,
         "mae_weight": 0.0, "realspace_weight": 0.0, "n_groups": 12, "neighbor_count": 8, "backend": "pytorch",
     }
     assert {k: legacy[k] for k in expected} == expected
@@ -154,7 +154,7 @@ def test_flat_ptychopinn_yaml(tmp_path):
     expected = TrainingConfig(
         model=ModelConfig(gridsize=2, probe_big=False, probe_mask=True, probe_scale=10.0),
         nepochs=50, output_dir="comparison_outputs", train_data_file="train.npz", test_data_file="test.npz",
-        n_groups=512, probe_trainable=True,
+        n_groups=512, probe_trainable=True, nphotons=1e9,
     )
     assert cfg == expected
 

@@ -53,3 +53,16 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["state.weights.h5"]
     atomic_write(target, lambda tmp: Path(tmp).write_text("new"))
     assert target.read_text() == "new"
+
+
+def test_atomic_write_honours_the_umask(tmp_path):
+    import os
+
+    from ptycho_core.training_log import atomic_write
+
+    old = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640

@@ -238,10 +238,32 @@ def _counts(seed: int = 3) -> np.ndarray:
     return rng.poisson(5e4 * np.exp(-r2 / 20.0) + 0.5, size=(16, N, N)).astype(np.float32)
 
 
-def test_intensities_detected(tmp_path):
-    ds = make_dataset()
-    np.savez(tmp_path / "i.npz", **raw_arrays(ds, diffraction=_counts()))
-    expect_error(tmp_path / "i.npz", "'diffraction'", "intensities", "intensities=True")
+def test_intensities_detected(tmp_path, caplog):
+    ds, counts = make_dataset(), _counts()
+    np.savez(tmp_path / "i.npz", **raw_arrays(ds, diffraction=counts))
+    with caplog.at_level(logging.INFO, logger="ptycho_data.npz"):
+        back = load_dataset(tmp_path / "i.npz")
+    np.testing.assert_allclose(back.diffraction, np.sqrt(counts), rtol=1e-6)
+    assert back.metadata["intensities"] is True and back.metadata["max_count"] == int(counts.max())
+    said = [r for r in caplog.records
+            if r.levelno == logging.WARNING and "assumed to hold intensities" in r.getMessage()]
+    assert said and "--no-intensities" in said[0].getMessage() and "i.npz" in said[0].getMessage()
+
+
+def test_amplitudes_logged_as_assumed(tmp_path, caplog):
+    np.savez(tmp_path / "a.npz", **raw_arrays(make_dataset()))
+    with caplog.at_level(logging.INFO, logger="ptycho_data.npz"):
+        assert load_dataset(tmp_path / "a.npz").metadata["intensities"] is False
+    assert any("read as amplitudes" in r.getMessage() and "--intensities" in r.getMessage() for r in caplog.records)
+
+
+def test_negative_intensities_clipped_with_warning(tmp_path):
+    counts = _counts()
+    counts[0, 0, :3] = -2.0
+    np.savez(tmp_path / "neg.npz", **raw_arrays(make_dataset(), diffraction=counts))
+    back = load_dataset(tmp_path / "neg.npz", intensities=True)
+    assert back.diffraction[0, 0, :3].tolist() == [0.0, 0.0, 0.0]
+    assert any("3 negative intensities" in w for w in back.metadata["warnings"])
 
 
 def test_intensities_true_takes_square_root(tmp_path, caplog):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch_testdata import tiny_training_config
 
+from ptycho_core.config import effective_nphotons
 from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_torch import plugin
 from ptycho_torch.module import PtychoLightningModule, physics_scale
@@ -44,7 +45,7 @@ def test_tiny_training_run_lowers_the_loss(tmp_path, grouped64):
 def test_trainable_intensity_scale_changes(tmp_path, grouped64):
     config = tiny_training_config(tmp_path, nepochs=1, intensity_scale_trainable=True)
     result = _train(grouped64, config)
-    s0 = physics_scale(config.nphotons, 64)
+    s0 = physics_scale(effective_nphotons(config), 64)
     s = float(result.model.native.physics.intensity_scale.detach())
     assert isinstance(result.model.native.physics.intensity_scale, torch.nn.Parameter)
     assert abs(s - s0) > 1e-3
@@ -56,7 +57,7 @@ def test_frozen_intensity_scale_stays(tmp_path, grouped64):
     result = _train(grouped64, config)
     phys = result.model.native.physics
     assert not isinstance(phys.intensity_scale, torch.nn.Parameter)
-    assert float(phys.intensity_scale) == np.float32(physics_scale(config.nphotons, 64))
+    assert float(phys.intensity_scale) == np.float32(physics_scale(effective_nphotons(config), 64))
 
 
 def test_seeded_training_is_deterministic_on_cpu(tmp_path, grouped64):
@@ -222,3 +223,16 @@ def test_early_stop_ends_training_on_a_plateau(tmp_path, grouped64):
     assert result.epochs == 2 and len(result.history["loss"]) == 2
     assert len(result.history["deviance"]) == 2 and len(result.history["misfit"]) == 2
     assert min(result.history["deviance"]) >= 0 and 0 < result.history["misfit"][-1] < 10
+
+
+def test_default_photons_come_from_the_data(tmp_path):
+    """Issue 18: 1e6-photon data trained with the defaults gets s = sqrt(1e6)/(N/2) = 31.25, not ~988 (1e9)."""
+    from ptycho_core import workflow
+    from ptycho_data.simulate import SimulationConfig, simulate_dataset
+
+    data = simulate_dataset(SimulationConfig(n_positions=16, nphotons=1e6, seed=2), progress=False)
+    config = tiny_training_config(tmp_path, nepochs=1)
+    assert config.nphotons is None  # the default: measured from the data
+    result = workflow.train(config, dataset=data)
+    assert result.model.training_config.nphotons == pytest.approx(1e6, rel=1e-3)
+    assert result.history["intensity_scale"][-1] == pytest.approx(31.25, rel=0.05)

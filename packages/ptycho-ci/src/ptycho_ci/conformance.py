@@ -35,7 +35,7 @@ import pytest
 
 from ptycho_ci import conformance_data as cdata
 from ptycho_core import backends, bundle, reference
-from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig, effective_nphotons
 from ptycho_core.contracts import BackendInfo, ForwardOutput, InferenceResult, ModelHandle, TrainResult
 from ptycho_core.errors import BundleError
 
@@ -142,7 +142,7 @@ class BackendConformance:
         model = conformance_backend.build_model(model_config, training_config)
         out = conformance_backend.forward(model, grouped, training_config)
         mc, tc = model_config, training_config
-        s0 = reference.physics_scale(tc.nphotons, mc.N)
+        s0 = reference.physics_scale(effective_nphotons(tc), mc.N)
         probe_n = reference.normalize_probe(grouped.probe, mc.probe_scale, mc.probe_mask, mc.gaussian_smoothing_sigma)
         ref = reference.physics_forward(out.patches, grouped.offsets, probe_n, gridsize=mc.gridsize,
                                         object_big=mc.object_big, scale=s0)

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from ptycho_core.cli_read import add_read_flags, read_options_from_args
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.console import add_output_flags
 
@@ -59,16 +60,21 @@ def _flag_type(field: attrs.Attribute) -> Any:
         return int
     if isinstance(default, float):
         return float
-    return int if "int" in str(field.type) else str
+    annotation = str(field.type)  # an optional field (default None): its annotation says the type
+    for name, kind in (("bool", bool), ("float", float), ("int", int)):
+        if name in annotation:
+            return kind
+    return str
 
 
-def _add_field_flags(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
+def _add_field_flags(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = (),
+                     only: tuple[str, ...] | None = None, hidden: bool = False) -> None:
     group = parser.add_argument_group(title)
     for field in attrs.fields(cls):
-        if field.name in skip or field.name == "model":
+        if field.name in skip or field.name == "model" or (only is not None and field.name not in only):
             continue
         flags = [f"--{field.name.replace('_', '-')}", *ALIASES.get(field.name, [])]
-        doc = (field.metadata or {}).get("help") or _field_doc(cls, field.name)
+        doc = argparse.SUPPRESS if hidden else (field.metadata or {}).get("help") or _field_doc(cls, field.name)
         kind = _flag_type(field)
         if kind is bool:
             group.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction,
@@ -105,12 +111,23 @@ OVERWRITE_HELP = ("replace the results of an earlier run in --output-dir (model 
                   "existing path")
 
 
-def _common(parser: argparse.ArgumentParser, cls: type) -> None:
+def _common(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
+            model_flags: bool = True) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML/JSON/YAML config file (flags override it)")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     add_output_flags(parser)
-    _add_field_flags(parser, cls, f"{cls.__name__} options")
-    _add_field_flags(parser, ModelConfig, "ModelConfig options")
+    _add_field_flags(parser, cls, f"{cls.__name__} options", skip=skip)
+    # infer: the bundle fixes the model; the flags stay (hidden) so that giving one is a clear error
+    _add_field_flags(parser, ModelConfig, "ModelConfig options", hidden=not model_flags)
+
+
+def _refuse_given(args: argparse.Namespace, names: tuple[str, ...], why: str) -> None:
+    """A :class:`ConfigError` naming the flags of ``names`` given on the command line, saying ``why``."""
+    from ptycho_core.errors import ConfigError
+
+    given = ["/".join([f"--{n.replace('_', '-')}", *ALIASES.get(n, [])]) for n in names if n in vars(args)]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: {why}")
 
 
 def _print_paths(rec: Any) -> None:
@@ -152,6 +169,8 @@ def _print_metrics(metrics: dict | None) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from ptycho_core import bundle, provenance, workflow
 
+    _refuse_given(args, ("test_data_file",), "ptycho train does not reconstruct anything, so it would not be used; "
+                  "use `ptycho run --test-data` to train and reconstruct, or `ptycho infer` with the trained bundle")
     cfg = _config_from_args(args, TrainingConfig)
     resume = last_checkpoint(cfg) if args.resume is RESUME_LAST else args.resume
     target = Path(cfg.output_dir) / workflow.BUNDLE_NAME
@@ -159,11 +178,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     record = workflow.start_provenance(cfg, command=_command_line(args))
     if resume is not None:
         record["inputs"]["resume_from"] = provenance.input_record(resume)
-    result = workflow.train(cfg, resume_from=resume, overwrite=args.overwrite)
+    result = workflow.train(cfg, resume_from=resume, overwrite=args.overwrite,
+                            read_options=read_options_from_args(args))
     if not workflow.is_primary_process():  # another rank of a DDP job: rank 0 writes the bundle
         return 0
-    path = bundle.save_bundle(result.model, target, training_config=cfg, overwrite=args.overwrite,
-                              provenance=provenance.finish(record))
+    path = bundle.save_bundle(result.model, target, training_config=result.model.training_config or cfg,
+                              overwrite=args.overwrite, provenance=provenance.finish(record))
     fit = workflow.training_summary(result.history)
     text = (f"Poisson deviance {fit['deviance']:.4g} (0 = perfect), amplitude misfit {fit['misfit']:.3g}"
             if "deviance" in fit else f"loss {fit['loss']:.6g}")
@@ -175,10 +195,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_infer(args: argparse.Namespace) -> int:
     from ptycho_core import bundle, workflow
 
+    _refuse_given(args, tuple(f.name for f in attrs.fields(ModelConfig)),
+                  "the model bundle (--model-path) fixes the model settings, so ptycho infer does not take model "
+                  "flags; drop them (`ptycho config show` on the bundle's config.json shows its settings)")
     if "backend" not in vars(args) and getattr(args, "model_path", None):
         args.backend = bundle.read_manifest(args.model_path).get("backend")
     cfg = _config_from_args(args, InferenceConfig)
-    _print_paths(workflow.infer(cfg, overwrite=args.overwrite, command=_command_line(args)))
+    _print_paths(workflow.infer(cfg, overwrite=args.overwrite, command=_command_line(args),
+                                read_options=read_options_from_args(args)))
     return 0
 
 
@@ -187,11 +211,16 @@ def _command_line(args: argparse.Namespace) -> list[str] | None:
     return getattr(args, "command_line", None)
 
 
+#: InferenceConfig fields that ``ptycho run`` and ``demo`` take as flags (the rest follow the TrainingConfig).
+RUN_INFERENCE_FIELDS = ("stitch_crop", "flip_x", "flip_y", "transpose", "refine_iterations")
+
+
 def _run_inference_config(args: argparse.Namespace, cfg: TrainingConfig) -> InferenceConfig:
-    """The inference settings of ``ptycho run``/``demo``: those of ``cfg`` plus ``--refine-iterations``."""
+    """Inference settings of ``ptycho run``/``demo``: those of ``cfg`` plus the :data:`RUN_INFERENCE_FIELDS` flags."""
     from ptycho_core import workflow
 
-    return workflow.inference_config_for(cfg, refine_iterations=getattr(args, "refine_iterations", 0))
+    given = vars(args)
+    return workflow.inference_config_for(cfg, **{k: given[k] for k in RUN_INFERENCE_FIELDS if k in given})
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -199,7 +228,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config_from_args(args, TrainingConfig)
     _print_paths(workflow.run(cfg, _run_inference_config(args, cfg), overwrite=args.overwrite,
-                              command=_command_line(args)))
+                              command=_command_line(args), read_options=read_options_from_args(args)))
     return 0
 
 
@@ -296,14 +325,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _add_refine_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--refine-iterations", dest="refine_iterations", type=int, default=argparse.SUPPRESS,
-                        metavar="REFINE_ITERATIONS", help=_field_doc(InferenceConfig, "refine_iterations"))
+    _add_field_flags(parser, InferenceConfig, "InferenceConfig options (reconstruction after training)",
+                     only=RUN_INFERENCE_FIELDS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the workflow subcommands to the ``ptycho`` parser."""
     p = sub.add_parser("train", help="train a model and save its bundle", description="Train a model.")
-    _common(p, TrainingConfig)
+    _common(p, TrainingConfig, skip=("test_data_file",))
+    _add_field_flags(p, TrainingConfig, "not used by train", only=("test_data_file",), hidden=True)
+    add_read_flags(p)
     p.add_argument(
         "--resume", type=Path, nargs="?", const=RESUME_LAST, default=None, metavar="CKPT",
         help="continue an interrupted run up to --nepochs epochs in total (not nepochs more): bare --resume takes "
@@ -314,13 +345,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("infer", help="reconstruct a dataset with a trained bundle",
                        description="Reconstruct --test-data with the bundle at --model-path.")
-    _common(p, InferenceConfig)
+    _common(p, InferenceConfig, model_flags=False)
+    add_read_flags(p)
     p.set_defaults(func=_cmd_infer)
 
     p = sub.add_parser("run", help="train, save, load, infer, stitch and write images + metrics",
                        description="The main job: train -> save -> load -> infer -> stitch -> images and metrics.")
     _common(p, TrainingConfig)
     _add_refine_flag(p)
+    add_read_flags(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("demo", help="simulate a dataset from the embedded defaults and run the main job on it",

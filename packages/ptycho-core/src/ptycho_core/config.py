@@ -76,6 +76,18 @@ def _number(low: float, *, strict: bool) -> Any:
     return check
 
 
+def _optional(check: Any) -> Any:
+    def optional_check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None:
+            check(inst, attribute, value)
+
+    return optional_check
+
+
+def _optional_float(value: Any) -> Any:
+    return None if value is None else _to_float(value)
+
+
 def _boolean(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, bool):
         raise _field_error(inst, attribute, value, "true or false")
@@ -89,6 +101,29 @@ def _to_float(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+FALLBACK_NPHOTONS = 1e9
+"""Photons per pattern assumed by :func:`effective_nphotons` when a training config leaves ``nphotons`` unset
+and nothing measured it from the data (a backend called directly, not through :mod:`ptycho_core.workflow`)."""
+
+
+def effective_nphotons(config: Any) -> float:
+    """``config.nphotons``, or :data:`FALLBACK_NPHOTONS` (logged) when it is None or there is no config.
+
+    :func:`ptycho_core.workflow.train` always sets ``nphotons`` from the data first
+    (:func:`ptycho_core.workflow.resolve_nphotons`); this fallback is only reached by code that
+    calls a backend directly with ``nphotons=None``.
+    """
+    value = None if config is None else config.nphotons
+    if value is None:
+        import logging
+
+        logging.getLogger("ptycho_core.config").warning(
+            "TrainingConfig.nphotons is None and was not measured from the data (backend called directly, not "
+            "through ptycho_core.workflow.train); assuming %g photons per pattern", FALLBACK_NPHOTONS)
+        return FALLBACK_NPHOTONS
+    return float(value)
 
 
 def default_backend() -> str:
@@ -190,8 +225,14 @@ class TrainingConfig:
         default=0.0, converter=_to_float, validator=_number(0.0, strict=False)
     )
     """Weight of the real-space loss against ground-truth patches (needs objectGuess)."""
-    nphotons: float = attrs.field(default=1e9, converter=_to_float, validator=_number(0.0, strict=True))
-    """Mean photons per pattern; sets the physics scale sqrt(nphotons)/(N/2)."""
+    nphotons: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=_optional(_number(0.0, strict=True)),
+        metadata={"help": "mean photons per pattern, setting the physics scale sqrt(nphotons)/(N/2) (default: "
+                          "measured from the training data, the mean total count per pattern; a value overrides "
+                          "it, with a warning when it is more than 2x off the data)"})
+    """Mean photons per pattern, setting the physics scale sqrt(nphotons)/(N/2); None (default) = measured from the
+    training data (mean over patterns of sum(amplitude^2)); a value overrides it, with a warning when it is more than
+    2x off the data."""
     n_groups: int | None = attrs.field(default=None, validator=_optional_int_at_least(1))
     """Number of groups to train on (None = one per scan position)."""
     neighbor_count: int = attrs.field(default=DEFAULT_NEIGHBOR_COUNT, validator=_int_at_least(1))
@@ -279,3 +320,56 @@ class InferenceConfig:
             raise ConfigError(
                 f"InferenceConfig.stitch_crop: expected an integer <= N = {self.model.N}, got {self.stitch_crop}"
             )
+
+
+POSITION_UNITS = ("px", "m")
+
+
+@attrs.frozen(kw_only=True)
+class ReadOptions:
+    """How to read a data file that does not say everything itself (docs/data-format.md, "Bring your own data").
+
+    Used by every command that reads data (``train``, ``infer``, ``run``, ``import``; flags of the same
+    names) and by :func:`ptycho_core.workflow.load_dataset`. A value given here wins over the file's own
+    (an explicit unit or pixel size that contradicts the file is an error, not a silent choice).
+    """
+
+    intensities: bool | None = attrs.field(default=None, validator=_optional(_boolean))
+    """The patterns are intensities (counts; their square root is taken) or, False, amplitudes; None = detected
+    (integer photon counts are read as intensities, logged)."""
+    position_unit: str | None = attrs.field(default=None, validator=_optional(_one_of(POSITION_UNITS)))
+    """Unit of the scan positions: 'px' (object pixels) or 'm' (metres, converted with pixel_size_m); None = the
+    file's own (NPZ key position_unit, HDF5 attribute units), else pixels."""
+    pixel_size_m: float | None = attrs.field(default=None, converter=_optional_float,
+                                             validator=_optional(_number(0.0, strict=True)))
+    """Object pixel size in metres, to convert positions given in metres; None = the file's own (NPZ key
+    pixel_size_m, Ptychodus object attributes)."""
+    diffraction_file: Path | None = attrs.field(default=None, converter=_optional_path)
+    """The patterns file (NPZ or HDF5) that goes with a Ptychodus product file."""
+    patterns: str | None = attrs.field(default=None)
+    """HDF5 path of the pattern stack (n, N, N) in a generic detector file, e.g. /entry/data/data."""
+    x: str | None = attrs.field(default=None)
+    """HDF5 path of the x (column) scan positions in a generic detector file."""
+    y: str | None = attrs.field(default=None)
+    """HDF5 path of the y (row) scan positions in a generic detector file."""
+    probe: str | None = attrs.field(default=None)
+    """The probe of a file that has none: an HDF5 path in the input, or an .npy/.npz file (key probeGuess)."""
+
+    def __attrs_post_init__(self) -> None:
+        detector = {"patterns": self.patterns, "x": self.x, "y": self.y}
+        given = [k for k, v in detector.items() if v is not None]
+        if given and len(given) != 3:
+            missing = [f"--{k}" for k, v in detector.items() if v is None]
+            raise ConfigError(f"ReadOptions: a generic detector HDF5 file needs --patterns, --x and --y together; "
+                              f"got {', '.join('--' + k for k in given)} without {', '.join(missing)}")
+        if self.diffraction_file is not None and given:
+            raise ConfigError("ReadOptions: --diffraction-file (the patterns of a Ptychodus product) and --patterns/"
+                              "--x/--y (a generic detector file) describe different inputs; give one or the other")
+        if self.position_unit == "px" and self.pixel_size_m is not None:
+            log_unused = "--pixel-size converts metres, but --position-unit px says the positions are pixels"
+            raise ConfigError(f"ReadOptions: {log_unused}; drop one of them")
+
+    @property
+    def is_default(self) -> bool:
+        """True when no option is set (the file says everything itself)."""
+        return self == ReadOptions()

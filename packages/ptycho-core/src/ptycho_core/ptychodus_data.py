@@ -28,6 +28,7 @@ from ptychodus.api.reconstruct import ReconstructInput
 
 from ptycho_core.contracts import ALLOWED_N, Dataset
 from ptycho_core.errors import DataError
+from ptycho_core.reference_physics import mean_photons as reference_mean_photons
 
 log = logging.getLogger("ptycho_core.ptychodus")
 
@@ -157,9 +158,12 @@ def to_dataset(parameters: ReconstructInput) -> Dataset:
 
 
 def mean_photons(dataset: Dataset) -> float:
-    """Mean photons per pattern, ``mean_j sum(A_j**2)`` of the (unscaled sqrt-count) amplitudes."""
-    amps = dataset.diffraction.astype(np.float64)
-    return float(np.mean(np.sum(amps * amps, axis=(1, 2))))
+    """Mean photons per pattern, ``mean_j sum(A_j**2)`` of the (unscaled sqrt-count) amplitudes.
+
+    :func:`ptycho_core.reference.mean_photons` on the dataset's patterns (the one implementation,
+    also used by the workflow and ``ptycho import``).
+    """
+    return reference_mean_photons(dataset.diffraction)
 
 
 def output_product(parameters: ReconstructInput, obj: np.ndarray, comment: str) -> Product:

@@ -7,6 +7,7 @@ All functions compute in float64 / complex128 and return float32 / complex64 arr
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -91,6 +92,37 @@ def normalisation_factor(amplitudes) -> float:
     if power <= 0.0:
         raise DataError("amplitudes: all patterns are zero; cannot normalise")
     return math.sqrt((N / 2) ** 2 / power)
+
+
+def mean_photons(amplitudes: Any) -> float:
+    """Mean photons per pattern of measured amplitudes: ``mean_j sum(A_j**2)`` in float64 (physics.md s3).
+
+    The physics scale's ``nphotons`` when it is measured from the data (the default). Amplitudes
+    are ``sqrt(counts)``, so this is the mean total count of a pattern.
+
+    Parameters
+    ----------
+    amplitudes : array (n, N, N), or an object with ``iter_batches()`` and ``n``
+        The patterns: an array, a :class:`~ptycho_core.contracts.Dataset`'s ``diffraction``, or a
+        lazy dataset read batch by batch (``ptycho_data.lazy.LazyDataset``).
+
+    Returns
+    -------
+    float
+    """
+    if hasattr(amplitudes, "iter_batches") and hasattr(amplitudes, "n"):
+        total = sum(float(np.sum(np.square(b, dtype=np.float64))) for b in amplitudes.iter_batches())
+        count = int(amplitudes.n)
+    else:
+        a = _check_image(amplitudes, "amplitudes", min_ndim=3, max_ndim=3)
+        total, count = 0.0, a.shape[0]
+        for start in range(0, count, _CHUNK):
+            chunk = a[start:start + _CHUNK].astype(np.float64)
+            _check_finite(chunk, "amplitudes")
+            total += float(np.sum(chunk * chunk))
+    if count == 0:
+        raise DataError("amplitudes: no patterns (shape[0] == 0); need at least one")
+    return total / count
 
 
 def physics_scale(nphotons: float, N: int) -> float:

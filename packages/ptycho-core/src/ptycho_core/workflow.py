@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ import attrs
 import numpy as np
 
 from ptycho_core import atomic, backends, bundle, reference
-from ptycho_core.config import InferenceConfig, TrainingConfig
+from ptycho_core.config import InferenceConfig, ModelConfig, ReadOptions, TrainingConfig
 from ptycho_core.contracts import Reconstruction, TrainResult
 from ptycho_core.errors import ConfigError, DataError, MissingDependencyError, OutputExistsError
 
@@ -42,11 +43,11 @@ log = logging.getLogger("ptycho_core.workflow")
 
 BUNDLE_NAME = "model"
 
+NPHOTONS_TOLERANCE = 2.0
+"""An explicit ``nphotons`` more than this factor off the data's photons per pattern is warned about."""
+
 STREAM_CHUNK_BYTES = 1 << 27
 """Predicted patches (complex64) held at once while :func:`predict_and_stitch` streams a lazy dataset."""
-
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
-
 
 def _data_module(name: str) -> Any:
     try:
@@ -59,23 +60,40 @@ def _data_module(name: str) -> Any:
         ) from exc
 
 
-def load_dataset(path: Path | str | None, what: str) -> Dataset:
-    """Load a DATA-001 dataset with ptycho-data, with a clear error when no file was given.
+def load_dataset(path: Path | str | None, what: str, options: ReadOptions | None = None) -> Dataset:
+    """Load a dataset with ptycho-data's one reader (``ptycho_data.readers.open_dataset``), format chosen by content.
 
-    An NPZ file is loaded into memory. A lazy dataset directory (``meta.json`` plus ``.npy``
-    files) or an HDF5 dataset file (``.h5``/``.hdf5``/``.hdf``) opens as a
-    ``ptycho_data.lazy.LazyDataset`` whose patterns stay on disk.
+    NPZ files (canonical or legacy), Ptychodus products (with ``options.diffraction_file``) and
+    generic detector HDF5 files (``options.patterns``/``x``/``y``) are loaded into memory; a lazy
+    dataset directory or a lazy HDF5 file opens as a ``ptycho_data.lazy.LazyDataset`` whose
+    patterns stay on disk. Positions come back in object pixels.
     """
     if path is None:
         raise ConfigError(f"{what}: no data file given (set it in the config or pass --{what.replace('_', '-')})")
     path = Path(path)
-    if path.is_dir():
-        return _data_module("lazy").open_lazy_dataset(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such data file ({what})")
-    if path.suffix.lower() in HDF5_SUFFIXES:
-        return _data_module("lazy").open_lazy_hdf5(path)
-    return _data_module("npz").load_dataset(path)
+    return _data_module("readers").open_dataset(path, options)
+
+
+def resolve_nphotons(config: TrainingConfig, dataset: Any) -> TrainingConfig:
+    """``config`` with ``nphotons`` measured from ``dataset`` when unset (physics.md s3), else checked against it.
+
+    The measure is :func:`ptycho_core.reference.mean_photons` (mean over patterns of
+    ``sum(amplitude**2)``). An explicit ``nphotons`` more than :data:`NPHOTONS_TOLERANCE` times
+    off the data is kept (it is an override) but logged as a warning.
+    """
+    measured = reference.mean_photons(dataset if hasattr(dataset, "iter_batches") else dataset.diffraction)
+    if config.nphotons is None:
+        log.info("photons per pattern measured from the data: %.4g (mean of sum(amplitude^2)); physics scale "
+                 "s = sqrt(nphotons)/(N/2) = %.4g", measured, math.sqrt(measured) / (dataset.N / 2))
+        return attrs.evolve(config, nphotons=measured)
+    ratio = config.nphotons / measured if measured > 0 else math.inf
+    if not 1 / NPHOTONS_TOLERANCE <= ratio <= NPHOTONS_TOLERANCE:
+        log.warning("nphotons = %.4g overrides the %.4g photons per pattern measured in the data (%.3gx): the "
+                    "physics scale will be off by %.3gx; drop --nphotons (or set it to none) to use the data's",
+                    config.nphotons, measured, ratio, math.sqrt(ratio))
+    return config
 
 
 def _close(*datasets: Any) -> None:
@@ -143,15 +161,19 @@ def start_provenance(config: TrainingConfig | InferenceConfig, inference_config:
 
 
 def train(config: TrainingConfig, *, dataset: Dataset | None = None, resume_from: Path | None = None,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, read_options: ReadOptions | None = None) -> TrainResult:
     """Group the training data and train a new model with ``config.backend``.
 
     Without ``resume_from``, checkpoints of an earlier run in ``output_dir/checkpoints`` are
     not trained over unless ``overwrite`` (:class:`~ptycho_core.errors.OutputExistsError`).
+    ``nphotons`` is measured from the data when unset (:func:`resolve_nphotons`); the trained
+    model's ``training_config`` holds the value used.
     """
     if resume_from is None:
         check_no_result([Path(config.output_dir) / "checkpoints"], overwrite)
-    dataset = dataset if dataset is not None else load_dataset(config.train_data_file, "train_data_file")
+    dataset = dataset if dataset is not None else load_dataset(config.train_data_file, "train_data_file",
+                                                               read_options)
+    config = resolve_nphotons(config, dataset)
     backend = backends.get(config.backend)
     grouped = _data_module("grouping").group_for_training(dataset, config)
     log.info("training %s on %d groups of %d pattern(s) for %d epochs",
@@ -195,6 +217,15 @@ def load_model(config: InferenceConfig) -> ModelHandle:
     if config.model_path is None:
         raise ConfigError("InferenceConfig.model_path: no model bundle given (pass --model-path)")
     return bundle.load_bundle(config.model_path, backend=config.backend)
+
+
+def _with_model_config(config: InferenceConfig, model: ModelHandle) -> InferenceConfig:
+    """``config`` with the model settings of ``model`` (the bundle fixes them; grouping needs its gridsize)."""
+    if config.model == model.model_config:
+        return config
+    if config.model != ModelConfig():
+        log.info("using the model settings of the bundle (%s), not those of the inference config", model.model_config)
+    return attrs.evolve(config, model=model.model_config)
 
 
 def predict_and_stitch(model: ModelHandle, grouped: GroupedData, config: InferenceConfig,
@@ -275,7 +306,8 @@ def _add_at(total: np.ndarray, coverage: np.ndarray, part: np.ndarray, part_cov:
 
 
 def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset: Dataset | None = None,
-          write: bool = True, overwrite: bool = False, command: Sequence[str] | None = None) -> Reconstruction:
+          write: bool = True, overwrite: bool = False, command: Sequence[str] | None = None,
+          read_options: ReadOptions | None = None) -> Reconstruction:
     """Reconstruct ``config.test_data_file`` with a trained bundle; write outputs unless ``write=False``.
 
     An earlier result in ``config.output_dir`` (:data:`RESULT_FILES`) is replaced only with
@@ -287,9 +319,10 @@ def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset:
         check_no_result([Path(config.output_dir) / name for name in RESULT_FILES], overwrite)
     record = start_provenance(config, command=command) if write else None
     opened = dataset is None
-    dataset = dataset if dataset is not None else load_dataset(config.test_data_file, "test_data_file")
+    dataset = dataset if dataset is not None else load_dataset(config.test_data_file, "test_data_file", read_options)
     try:
         model = model if model is not None else load_model(config)
+        config = _with_model_config(config, model)
         shape = None if dataset.object is None else dataset.object.shape
         grouped = _data_module("grouping").group_for_inference(dataset, config)
         if grouped.is_lazy:
@@ -336,18 +369,20 @@ def refine(rec: Reconstruction, dataset: Any, config: InferenceConfig) -> Recons
 
 
 def run(config: TrainingConfig, inference_config: InferenceConfig | None = None, *, overwrite: bool = False,
-        command: Sequence[str] | None = None) -> Reconstruction:
+        command: Sequence[str] | None = None, read_options: ReadOptions | None = None) -> Reconstruction:
     """Train, save the bundle, load it back, reconstruct the test data and write all outputs.
 
     An earlier result in ``config.output_dir`` (the bundle, :data:`RESULT_FILES`, checkpoints)
     is replaced only with ``overwrite=True``. The bundle and the outputs record their
-    provenance (command line: ``command``, default ``sys.argv``).
+    provenance (command line: ``command``, default ``sys.argv``). ``read_options`` apply to
+    the training and the test data.
     """
     out = Path(config.output_dir)
     check_no_result([out / BUNDLE_NAME, *(out / name for name in RESULT_FILES)], overwrite)
-    train_ds = load_dataset(config.train_data_file, "train_data_file")
+    train_ds = load_dataset(config.train_data_file, "train_data_file", read_options)
     test_path = config.test_data_file or config.train_data_file
-    test_ds = train_ds if test_path == config.train_data_file else load_dataset(test_path, "test_data_file")
+    test_ds = (train_ds if test_path == config.train_data_file
+               else load_dataset(test_path, "test_data_file", read_options))
     bundle_path = out / BUNDLE_NAME
     icfg = inference_config or inference_config_for(config)
     icfg = attrs.evolve(icfg, model_path=bundle_path, test_data_file=test_path)
@@ -360,8 +395,8 @@ def run(config: TrainingConfig, inference_config: InferenceConfig | None = None,
         return rec
     from ptycho_core import provenance
 
-    bundle.save_bundle(result.model, bundle_path, training_config=config, inference_config=icfg, overwrite=True,
-                       provenance=provenance.finish(record))
+    bundle.save_bundle(result.model, bundle_path, training_config=result.model.training_config or config,
+                       inference_config=icfg, overwrite=True, provenance=provenance.finish(record))
     model = bundle.load_bundle(bundle_path, backend=config.backend)
     rec = infer(icfg, model=model, dataset=test_ds, write=False)
     rec.metadata["history"] = {k: [float(v) for v in vals] for k, vals in result.history.items()}

@@ -15,11 +15,13 @@ import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ptycho_core.contracts import Dataset
 from ptycho_core.errors import DataError
+from ptycho_data import geometry
 from ptycho_data.npzformat import ZIP_ERRORS, MemberHeader, npz_keys, read_header, write_npz
 
 logger = logging.getLogger("ptycho_data.npz")
@@ -27,6 +29,18 @@ logger = logging.getLogger("ptycho_data.npz")
 REQUIRED_KEYS = ("xcoords", "ycoords", "probeGuess")
 OPTIONAL_KEYS = ("objectGuess", "scan_index", "xcoords_start", "ycoords_start")
 LAYOUT_KEY = "diffraction_layout"
+UNIT_KEY = "position_unit"
+PIXEL_KEY = "pixel_size_m"
+ALIASES = {
+    "diffraction": ("diff", "diffraction_patterns", "patterns_amplitude"),
+    "probeGuess": ("probe", "probe_guess"),
+    "objectGuess": ("object", "object_guess", "obj"),
+    "xcoords": ("x", "xcoord", "x_coords"),
+    "ycoords": ("y", "ycoord", "y_coords"),
+}
+"""Other names of the DATA-001 keys, read with a log line (``diff3d`` is the legacy PtychoPINN name, handled apart)."""
+POSITION_ALIASES = ("positions", "scan_positions", "coords")
+"""Names of an (n, 2) array of (x, y) positions, read as ``xcoords`` and ``ycoords`` (logged)."""
 LAYOUTS = ("nNN", "NNn")
 DEFAULT_MAX_ARRAY_BYTES = 32 * 2**30
 _TARGET = {"diffraction": np.float32, "diff3d": np.float32, "xcoords": np.float64, "ycoords": np.float64,
@@ -61,7 +75,11 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike, *, compress: bool = 
 
 
 def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
-    """The canonical ``{key: array}`` mapping of ``dataset`` (the NPZ keys of DATA-001)."""
+    """The canonical ``{key: array}`` mapping of ``dataset`` (the NPZ keys of DATA-001).
+
+    When ``dataset.metadata`` knows the pixel size, ``pixel_size_m`` is written with
+    ``position_unit = "px"`` (the positions are object pixels either way).
+    """
     arrays = {
         "diffraction": dataset.diffraction,
         "xcoords": dataset.xcoords,
@@ -75,6 +93,10 @@ def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
     }
     if dataset.object is not None:
         arrays["objectGuess"] = dataset.object
+    pixel = (dataset.metadata or {}).get(PIXEL_KEY)
+    if pixel is not None:
+        arrays[UNIT_KEY] = np.array("px")
+        arrays[PIXEL_KEY] = np.array(float(pixel), dtype=np.float64)
     return arrays
 
 
@@ -83,6 +105,8 @@ def load_dataset(
     *,
     intensities: bool | None = None,
     max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES,
+    position_unit: str | None = None,
+    pixel_size_m: float | None = None,
 ) -> Dataset:
     """Load an NPZ dataset (canonical DATA-001 or legacy PtychoPINN layout).
 
@@ -97,12 +121,21 @@ def load_dataset(
     path : str or os.PathLike
         The ``.npz`` file.
     intensities : bool or None
-        ``None`` (default): the patterns are amplitudes, and data that look like
-        intensities (see :func:`looks_like_intensities`) are an
-        error. ``True``: the patterns are intensities (counts); their square root is
-        taken (logged). ``False``: amplitudes, skip the intensity check.
+        ``None`` (default): detected: data that look like integer photon counts (see
+        :func:`looks_like_intensities`) are read as intensities (square root taken, logged as a
+        warning), anything else as amplitudes (logged). ``True``: the patterns are intensities
+        (counts); their square root is taken (negative counts are clipped to 0, with a warning).
+        ``False``: amplitudes, no detection.
     max_array_bytes : int
         Refuse any member whose declared shape needs more bytes than this.
+    position_unit : {'px', 'm'} or None
+        Unit of the positions when the file has no ``position_unit`` key (a contradicting key is an error).
+    pixel_size_m : float or None
+        Metres per object pixel, to convert positions in metres, when the file has no ``pixel_size_m``.
+
+    Other key names are read with a log line: see :data:`ALIASES` and :data:`POSITION_ALIASES`.
+    Positions in metres (``position_unit = "m"``) are divided by the pixel size; a scan whose
+    extent cannot be object pixels is an error (:func:`ptycho_data.geometry.check_scan_extent`).
 
     Returns
     -------
@@ -115,24 +148,42 @@ def load_dataset(
     """
     path = Path(path)
     with _open_zip(path) as zf:
-        members = npz_keys(zf)
-        if not members:
+        present = npz_keys(zf)
+        if not present:
             raise DataError(f"{path}: zip archive holds no .npy arrays, not an NPZ dataset")
+        members = _apply_aliases(present, path)
         diff_key = _diffraction_key(members, path)
+        xy = _read_positions_alias(zf, members, path, max_array_bytes)
         for key in REQUIRED_KEYS:
-            if key not in members:
-                raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(members)})")
+            if key not in members and not (xy is not None and key in xy):
+                raise DataError(f"{path}: missing required key {key!r} (keys present: {sorted(present)})"
+                                + _alias_hint(key))
         wanted = [diff_key, *REQUIRED_KEYS, *(k for k in OPTIONAL_KEYS if k in members)]
-        headers = {key: read_header(zf, members[key], path, max_array_bytes) for key in wanted}
+        from_file = [k for k in wanted if xy is None or k not in xy]
+        headers = {key: read_header(zf, members[key], path, max_array_bytes) for key in from_file}
+        if xy is not None:
+            headers.update({key: MemberHeader(key, None, value.shape, value.dtype) for key, value in xy.items()})
         declared = _declared_layout(zf, members, path, max_array_bytes)
         layout = _check_layout(headers, diff_key, path, declared)
-        arrays = {key: _read_member(zf, headers[key], path) for key in wanted}
-    ignored = sorted(set(members) - set(wanted) - {LAYOUT_KEY})
+        arrays = {key: _read_member(zf, headers[key], path) for key in from_file}
+        arrays.update(xy or {})
+        file_unit = _scalar(zf, members, UNIT_KEY, "U", path, max_array_bytes)
+        file_pixel = _scalar(zf, members, PIXEL_KEY, "f", path, max_array_bytes)
+    ignored = sorted(set(present) - {members[k].filename[:-4] for k in from_file} - {LAYOUT_KEY, UNIT_KEY, PIXEL_KEY})
     if ignored:
         logger.debug("%s: ignoring keys not in DATA-001: %s", path, ignored)
-    diffraction = _convert_diffraction(arrays.pop(diff_key), diff_key, layout, intensities, path)
+    meta: dict = {"source": str(path), "warnings": []}
+    diffraction = _convert_diffraction(arrays.pop(diff_key), diff_key, layout, intensities, path, meta)
     for key, arr in arrays.items():
         arrays[key] = _convert_dtype(arr, key, path)
+    unit, pixel = geometry.resolve_units(None if file_unit is None else str(file_unit),
+                                         None if file_pixel is None else float(file_pixel), position_unit,
+                                         pixel_size_m, str(path))
+    for xk, yk in (("xcoords", "ycoords"), ("xcoords_start", "ycoords_start")):
+        if xk in arrays and yk in arrays:
+            arrays[xk], arrays[yk] = geometry.to_pixels(arrays[xk], arrays[yk], unit, pixel,
+                                                        f"{path}: keys {xk!r}, {yk!r}")
+    meta.update(position_unit="px", pixel_size_m=pixel, positions_read_as=unit or "px (assumed)")
     try:
         dataset = Dataset(
             diffraction=diffraction,
@@ -143,10 +194,12 @@ def load_dataset(
             scan_index=arrays.get("scan_index"),
             xcoords_start=arrays.get("xcoords_start"),
             ycoords_start=arrays.get("ycoords_start"),
-            metadata={"source": str(path)},
+            metadata=meta,
         )
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
+    geometry.check_scan_extent(dataset.xcoords, dataset.ycoords, dataset.N, f"{path}: keys 'xcoords', 'ycoords'",
+                               assumed=unit is None)
     if dataset.object is not None:
         check_positions_in_object(dataset.xcoords, dataset.ycoords, dataset.object.shape, dataset.N,
                                   (f"{path}: key 'xcoords'", f"{path}: key 'ycoords'"), "objectGuess")
@@ -218,6 +271,52 @@ def _open_zip(path: Path) -> Iterator[zipfile.ZipFile]:
         yield zf
 
 
+def _apply_aliases(members: dict, path: Path) -> dict:
+    """``members`` plus each missing DATA-001 key mapped to the member of its first alias present (logged)."""
+    out = dict(members)
+    for key, aliases in ALIASES.items():
+        if key in out or (key == "diffraction" and "diff3d" in out):
+            continue
+        alias = next((a for a in aliases if a in members), None)
+        if alias is not None:
+            logger.info("%s: key %r read as %r (alias)", path, alias, key)
+            out[key] = members[alias]
+    return out
+
+
+def _alias_hint(key: str) -> str:
+    names = ALIASES.get(key, ()) + (POSITION_ALIASES if key in ("xcoords", "ycoords") else ())
+    return f"; also accepted under the names {', '.join(repr(n) for n in names)}" if names else ""
+
+
+def _read_positions_alias(zf: zipfile.ZipFile, members: dict, path: Path, max_array_bytes: int) -> dict | None:
+    """``{'xcoords': x, 'ycoords': y}`` from an (n, 2) positions array when xcoords/ycoords are missing."""
+    if "xcoords" in members and "ycoords" in members:
+        return None
+    alias = next((a for a in POSITION_ALIASES if a in members), None)
+    if alias is None:
+        return None
+    arr = _read_member(zf, read_header(zf, members[alias], path, max_array_bytes), path)
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "fiu":
+        raise DataError(f"{path}: key {alias!r}: expected (n, 2) numeric scan positions (x, y), got {arr.dtype} "
+                        f"{arr.shape}; or give 'xcoords' and 'ycoords'")
+    logger.info("%s: key %r %s read as columns (x, y) -> 'xcoords', 'ycoords' (alias)", path, alias, arr.shape)
+    return {"xcoords": np.ascontiguousarray(arr[:, 0], dtype=np.float64),
+            "ycoords": np.ascontiguousarray(arr[:, 1], dtype=np.float64)}
+
+
+def _scalar(zf: zipfile.ZipFile, members: dict, key: str, kind: str, path: Path, max_array_bytes: int) -> Any:
+    """The optional scalar ``key`` (string for kind 'U', number for 'f'), None when absent."""
+    if key not in members:
+        return None
+    value = _read_member(zf, read_header(zf, members[key], path, max_array_bytes), path)
+    ok = value.shape == () and (value.dtype.kind == "U" if kind == "U" else value.dtype.kind in "fiu")
+    if not ok:
+        expected = "a string scalar 'px' or 'm'" if kind == "U" else "a number (metres per object pixel)"
+        raise DataError(f"{path}: key {key!r}: expected {expected}, got {value.dtype} {value.shape}")
+    return value[()] if kind != "U" else str(value)
+
+
 def _diffraction_key(headers: dict, path: Path) -> str:
     if "diffraction" in headers:
         if "diff3d" in headers:
@@ -226,7 +325,8 @@ def _diffraction_key(headers: dict, path: Path) -> str:
     if "diff3d" in headers:
         logger.info("%s: legacy key 'diff3d' read as 'diffraction'", path)
         return "diff3d"
-    raise DataError(f"{path}: missing required key 'diffraction' (or legacy 'diff3d'); keys present: {sorted(headers)}")
+    raise DataError(f"{path}: missing required key 'diffraction' (or legacy 'diff3d', or "
+                    f"{', '.join(repr(a) for a in ALIASES['diffraction'])}); keys present: {sorted(headers)}")
 
 
 def _declared_layout(zf: zipfile.ZipFile, members: dict, path: Path, max_array_bytes: int) -> str | None:
@@ -291,7 +391,9 @@ def _read_member(zf: zipfile.ZipFile, header: MemberHeader, path: Path) -> np.nd
     return arr
 
 
-def _convert_diffraction(arr: np.ndarray, key: str, layout: str, intensities: bool | None, path: Path) -> np.ndarray:
+def _convert_diffraction(arr: np.ndarray, key: str, layout: str, intensities: bool | None, path: Path,
+                         meta: dict | None = None) -> np.ndarray:
+    meta = {} if meta is None else meta
     if np.iscomplexobj(arr):
         raise DataError(f"{path}: key {key!r}: expected real amplitudes, got complex dtype {arr.dtype}")
     if layout == "NNn":
@@ -299,20 +401,43 @@ def _convert_diffraction(arr: np.ndarray, key: str, layout: str, intensities: bo
     if intensities is None:
         reason = looks_like_intensities(arr)
         if reason:
-            raise DataError(
-                f"{path}: key {key!r}: looks like intensities (counts) but amplitudes sqrt(counts) are expected: "
-                f"{reason}; pass intensities=True to take the square root, or intensities=False if these are amplitudes"
-            )
+            logger.warning("%s: key %r assumed to hold intensities (photon counts), not amplitudes: %s; took the "
+                           "square root (pass --no-intensities, intensities=False, if these are amplitudes)",
+                           path, key, reason)
+            intensities = True
+        else:
+            logger.info("%s: key %r read as amplitudes sqrt(counts) (pass --intensities if they are counts)", path, key)
+    meta["intensities"] = bool(intensities)
     if intensities:
-        if arr.dtype.kind in "fiu" and np.any(arr < 0):
-            raise DataError(f"{path}: key {key!r}: intensities must be >= 0 (negative values found)")
-        logger.info("%s: key %r read as intensities; took the square root to get amplitudes", path, key)
-        return np.sqrt(arr.astype(np.float64)).astype(np.float32)
+        return intensities_to_amplitudes(arr, f"{path}: key {key!r}", meta)
     return _convert_dtype(arr, key, path)
 
 
+def intensities_to_amplitudes(arr: np.ndarray, where: str, meta: dict) -> np.ndarray:
+    """``sqrt`` of intensities as float32; negative counts are clipped to 0 (a warning in ``meta['warnings']``).
+
+    ``meta['max_count']`` records the largest count when they are integers (for the saturation check).
+    """
+    if arr.dtype.kind not in "fiu":
+        raise DataError(f"{where}: expected real numeric intensities, got dtype {arr.dtype}")
+    counts = arr.astype(np.float64)
+    if not np.all(np.isfinite(counts)):
+        raise DataError(f"{where}: intensities contain NaN or infinite values")
+    negative = int(np.count_nonzero(counts < 0))
+    if negative:
+        text = (f"{negative} negative intensities (background-subtracted data?) clipped to 0, "
+                f"the smallest {float(counts.min()):.4g}")
+        logger.warning("%s: %s", where, text)
+        meta.setdefault("warnings", []).append(text)
+        counts = np.maximum(counts, 0.0)
+    if arr.dtype.kind in "iu" or np.all(counts == np.rint(counts)):
+        meta["max_count"] = int(counts.max())
+    logger.info("%s: read as intensities; took the square root to get amplitudes", where)
+    return np.sqrt(counts).astype(np.float32)
+
+
 def _convert_dtype(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
-    target = _TARGET[key]
+    target = _TARGET.get(key, np.float32)
     kind = np.dtype(target).kind
     if kind == "i" and arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):

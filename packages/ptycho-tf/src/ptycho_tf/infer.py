@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ptycho_core.config import InferenceConfig, TrainingConfig
+from ptycho_core.config import InferenceConfig, TrainingConfig, effective_nphotons
 from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, ModelHandle
 from ptycho_core.errors import ConfigError
 from ptycho_tf._env import tf
@@ -124,7 +124,7 @@ def forward_model(model: ModelHandle, data: GroupedData, config: TrainingConfig)
         patches = native.patches(X, training=False)
         lam, _ = native.physics(patches, offsets, probe)
         Y = None if data.Y is None or config.realspace_weight == 0 else tf.constant(data.Y, tf.complex64)
-        terms = losses(lam, X, physics_scale(config.nphotons, model.model_config.N), patches=patches, Y=Y,
+        terms = losses(lam, X, physics_scale(effective_nphotons(config), model.model_config.N), patches=patches, Y=Y,
                        nll_weight=config.nll_weight, mae_weight=config.mae_weight,
                        realspace_weight=config.realspace_weight)
     return ForwardOutput(patches=patches.numpy(), amplitude=tf.sqrt(lam).numpy(), loss=float(terms["loss"]))

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import numpy as np
 
-from ptycho_core.config import ModelConfig, TrainingConfig
+from ptycho_core.config import ModelConfig, TrainingConfig, effective_nphotons
 from ptycho_core.errors import ConfigError
 from ptycho_tf._env import keras, tf
 from ptycho_tf.model import build_network
 from ptycho_tf.physics import PhysicsLayer, losses, physics_scale, to_complex
 
 BACKEND_ID = "tensorflow"
-DEFAULT_NPHOTONS = attrs.fields(TrainingConfig).nphotons.default
 
 
 def normalized_probe(probe: np.ndarray, model_config: ModelConfig) -> np.ndarray:
@@ -70,7 +68,7 @@ class PtychoModel(keras.Model):
         mc, tc = model_config, training_config
         self.model_config, self.training_config = mc, tc
         self.net = build_network(mc, seed=seed)
-        self.s0 = physics_scale(tc.nphotons if tc is not None else DEFAULT_NPHOTONS, mc.N)
+        self.s0 = physics_scale(effective_nphotons(tc), mc.N)
         self.physics = PhysicsLayer(
             N=mc.N, gridsize=mc.gridsize, object_big=mc.object_big, scale=self.s0,
             scale_trainable=tc.intensity_scale_trainable if tc is not None else False,

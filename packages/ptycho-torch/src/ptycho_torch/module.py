@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 import lightning as L
 import numpy as np
 import torch
 
-from ptycho_core.config import ModelConfig, TrainingConfig
+from ptycho_core.config import ModelConfig, TrainingConfig, effective_nphotons
 from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_torch.model import PtychoNet
 from ptycho_torch.physics import PhysicsLayer, losses
-
-DEFAULT_NPHOTONS = attrs.fields(TrainingConfig).nphotons.default
 
 
 def config_to_dict(config: ModelConfig | TrainingConfig | None) -> dict | None:
@@ -80,8 +77,7 @@ class PtychoLightningModule(L.LightningModule):
         self.net = PtychoNet(N=mc.N, gridsize=mc.gridsize, n_filters_scale=mc.n_filters_scale,
                              amp_activation=mc.amp_activation, pad_object=mc.pad_object, probe_big=mc.probe_big,
                              object_big=mc.object_big)
-        nphotons = tc.nphotons if tc is not None else DEFAULT_NPHOTONS
-        self.s0 = physics_scale(nphotons, mc.N)
+        self.s0 = physics_scale(effective_nphotons(tc), mc.N)
         self.physics = PhysicsLayer(
             N=mc.N, gridsize=mc.gridsize, object_big=mc.object_big, scale=self.s0,
             scale_trainable=tc.intensity_scale_trainable if tc is not None else False,
