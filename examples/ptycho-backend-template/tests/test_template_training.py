@@ -32,7 +32,7 @@ def grouped(model_config):
 
 
 def _config(model_config, tmp_path, **kw):
-    base = {"model": model_config, "nepochs": 6, "batch_size": 4, "learning_rate": 0.05, "seed": 1,
+    base = {"model": model_config, "nepochs": 6, "batch_size": 4, "learning_rate": 0.05, "seed": 1, "nphotons": 1e9,
             "backend": BACKEND_ID, "accelerator": "cpu", "output_dir": tmp_path}
     return TrainingConfig(**{**base, **kw})
 

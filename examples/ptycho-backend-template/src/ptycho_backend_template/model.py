@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ptycho_core import reference
+from ptycho_core.config import effective_nphotons
 from ptycho_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from ptycho_core.contracts import GroupedData
 
 BACKEND_ID = "numpy-template"
-DEFAULT_NPHOTONS = 1e9
-"""``TrainingConfig.nphotons`` default; sets the initial intensity scale when no training config is given."""
 
 MODEL_PARAMETERS: dict[str, tuple[int, ...]] = {
     "amp.offset": (),
@@ -119,7 +118,8 @@ def initial_weights(model_config: ModelConfig, training_config: TrainingConfig |
     for name, shape in MODEL_PARAMETERS.items():
         values = np.zeros(shape) if rng is None else rng.normal(0.0, INIT_STD, size=shape)
         weights[name] = np.asarray(values, dtype=np.float32)
-    nphotons = DEFAULT_NPHOTONS if training_config is None else training_config.nphotons
+    # nphotons: the config's, measured from the data by ptycho_core.workflow.train (a fallback when unset)
+    nphotons = effective_nphotons(training_config)
     weights["intensity_scale"] = np.float32(reference.physics_scale(nphotons, N)).reshape(())
     weights["probe.real"] = np.zeros((N, N), dtype=np.float32)
     weights["probe.imag"] = np.zeros((N, N), dtype=np.float32)
@@ -198,7 +198,7 @@ def physics_and_loss(params: dict[str, np.ndarray], scale: float, data: GroupedD
     patches = predict(params, data.X, probe_n)
     out = reference.physics_forward(patches, data.offsets, probe_n, gridsize=model_config.gridsize,
                                     object_big=model_config.object_big, scale=scale)
-    s0 = reference.physics_scale(tc.nphotons, model_config.N)
+    s0 = reference.physics_scale(effective_nphotons(tc), model_config.N)
     loss = reference.total_loss(out["lam"], data.X, s0, patches=patches, Y=data.Y, nll_weight=tc.nll_weight,
                                 mae_weight=tc.mae_weight, realspace_weight=tc.realspace_weight)
     return {"patches": patches, "amplitude": out["amplitude"], "loss": float(loss)}

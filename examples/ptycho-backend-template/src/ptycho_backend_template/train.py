@@ -34,6 +34,7 @@ from ptycho_backend_template.model import (
     physics_and_loss,
 )
 from ptycho_core import reference
+from ptycho_core.config import effective_nphotons
 from ptycho_core.contracts import ModelHandle, TrainResult
 from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_core.serialize import to_dict
@@ -221,7 +222,8 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig,
                                                    mc.gaussian_smoothing_sigma))
         previous = model.training_config
         if previous is None or previous.nphotons != config.nphotons:
-            native.weights["intensity_scale"] = np.float32(reference.physics_scale(config.nphotons, mc.N)).reshape(())
+            s0 = reference.physics_scale(effective_nphotons(config), mc.N)
+            native.weights["intensity_scale"] = np.float32(s0).reshape(())
         theta = _pack(native.weights, names)
         adam = {"m": np.zeros_like(theta), "v": np.zeros_like(theta), "t": 0}
         history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
