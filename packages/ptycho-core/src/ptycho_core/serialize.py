@@ -145,6 +145,8 @@ DATA_PATHS = attrs.fields(TrainingConfig).train_data_file.type
 
 
 def _as_data_paths(value: Any, _: type) -> Any:
+    if value is None:
+        return None
     if isinstance(value, (str, os.PathLike)):
         return Path(value)
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, os.PathLike)) for v in value):
@@ -419,8 +421,9 @@ def load_config(path: str | os.PathLike, cls: type | None = None) -> Config:
     if cls is None:
         configs = resolve_sections(data, source=path)
         if len(configs) > 1:
-            raise ConfigError(f"{path}: holds several sections ({', '.join(f'[{n}]' for n in configs)}); "
-                              "pass cls= to choose one")
+            names = [f"[{n}]" for n in configs]
+            held = f"both {names[0]} and {names[1]}" if len(names) == 2 else "sections " + ", ".join(names)
+            raise ConfigError(f"{path}: holds {held}; pass cls= to choose one")
         return next(iter(configs.values()))
     if cls not in SECTIONS.values():
         raise ConfigError(f"load_config: cls must be ModelConfig, TrainingConfig, InferenceConfig or CorpusConfig, "
