@@ -253,6 +253,10 @@ def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None
                           "pass one of --resume and --init-from")
     if resume_from is None:
         check_no_result([Path(config.output_dir) / "checkpoints"], overwrite)
+    if init_from is not None:
+        from ptycho_core.finetune import check_compatible
+
+        check_compatible(config, init_from)  # before reading any data
     names: list[str] | None = None
     opened: list[Any] = []
     if dataset is None:
