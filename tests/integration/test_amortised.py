@@ -85,10 +85,11 @@ def test_bundle_of_the_other_backend_suggests_convert(scans, tmp_path, capsys):
     assert not (tmp_path / "pt").exists()
 
 
-def test_pretrain_cli_then_infer_an_unseen_scan(scans, tmp_path, capsys):
-    pytest.importorskip("torch")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pretrain_cli_then_infer_an_unseen_scan(backend, scans, tmp_path, capsys):
+    pytest.importorskip({"pytorch": "torch", "tensorflow": "tensorflow"}[backend])
     out = tmp_path / "pre"
-    code = cli.main(["pretrain", "--backend", "pytorch", "--accelerator", "cpu", "--output-dir", str(out),
+    code = cli.main(["pretrain", "--backend", backend, "--accelerator", "cpu", "--output-dir", str(out),
                      "--n-objects", "2", "--n-positions", "9", "--photon-levels", "1e6", "1e9", "--nepochs", "1",
                      "--n-filters-scale", "1", "--batch-size", "4", "--probe-from", str(scans / "a.npz"), "-q"])
     assert code == 0, capsys.readouterr().err
@@ -96,5 +97,28 @@ def test_pretrain_cli_then_infer_an_unseen_scan(scans, tmp_path, capsys):
     assert summary["corpus"]["recipe"]["probe_from"] == str(scans / "a.npz")
     assert summary["corpus"]["n_patterns"] == 18 and summary["epochs"] == 1
     rec = workflow.infer(workflow.inference_config_for(
-        attrs.evolve(_config("pytorch", scans / "b.npz", tmp_path / "infer")), model_path=out / "model"))
+        attrs.evolve(_config(backend, scans / "b.npz", tmp_path / "infer")), model_path=out / "model"))
     assert np.isfinite(rec.object).all() and "metrics" in rec.metadata
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batches_mix_datasets(backend, scans, tmp_path):
+    """The backends shuffle the concatenated groups: a batch holds groups of both datasets."""
+    from ptycho_data.grouping import group_datasets
+    from ptycho_data.npz import load_dataset
+
+    pytest.importorskip({"pytorch": "torch", "tensorflow": "tensorflow"}[backend])
+    g = group_datasets([load_dataset(scans / "a.npz"), load_dataset(scans / "b.npz")], seed=0)
+    marked = attrs.evolve(g, X=np.repeat(g.dataset_index.astype(np.float32), 64 * 64).reshape(g.X.shape))
+    cfg = _config(backend, None, tmp_path, batch_size=8)
+    if backend == "pytorch":
+        from ptycho_torch.train import _loader
+
+        firsts = [batch[0].numpy()[:, 0, 0, 0] for batch in _loader(marked, cfg)]
+    else:
+        from ptycho_tf.train import _dataset
+
+        firsts = [batch[0]["X"].numpy()[:, 0, 0, 0] for batch in _dataset(marked, cfg)]
+    assert sum(len(b) for b in firsts) == g.n_groups
+    assert any(len(set(b.tolist())) == 2 for b in firsts)
+    assert sorted(np.concatenate(firsts).tolist()) == sorted(g.dataset_index.tolist())
