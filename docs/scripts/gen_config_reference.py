@@ -1,8 +1,9 @@
 """Generate ``docs/configuration.md`` from the attrs configuration classes of ptycho-core.
 
 Every field of :class:`~ptycho_core.config.ModelConfig`, :class:`~ptycho_core.config.TrainingConfig`,
-:class:`~ptycho_core.config.InferenceConfig` and :class:`~ptycho_core.corpus.CorpusConfig` is listed with its type, default, allowed
-values (read from its validator), the attribute docstring in ``ptycho_core/config.py``, the
+:class:`~ptycho_core.config.InferenceConfig` and :class:`~ptycho_core.corpus.CorpusConfig` is listed
+with its type, default, allowed values (read from its validator), the attribute docstring in
+``ptycho_core/config.py`` (``corpus.py``), the
 ``ptycho`` command-line flag and PtychoPINN's legacy key (:mod:`ptycho_core.legacy`).
 
 Usage (from the repository root)::
