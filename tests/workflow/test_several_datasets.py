@@ -145,6 +145,11 @@ def test_pretrain_and_init_from_with_the_dummy_backend(installed_dummy, tmp_path
     assert code == 0
     manifest = bundle.read_manifest(tmp_path / "ft2" / "model")
     assert manifest["provenance"]["inputs"]["init_from"]["path"] == str((out / "model").resolve())
+    # the main job too: workflow.run(init_from=...) trains from the bundle and records it
+    workflow.run(attrs.evolve(cfg, output_dir=tmp_path / "ft3"), init_from=out / "model")
+    np.testing.assert_array_equal(bundle.load_bundle(tmp_path / "ft3" / "model").native, start * 0.5)
+    summary = json.loads((tmp_path / "ft3" / "summary.json").read_text())
+    assert summary["provenance"]["inputs"]["init_from"]["path"] == str((out / "model").resolve())
 
 
 def test_init_from_mismatches(installed_dummy, tmp_path, capsys):
