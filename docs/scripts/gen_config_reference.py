@@ -1,8 +1,9 @@
 """Generate ``docs/configuration.md`` from the attrs configuration classes of ptycho-core.
 
-Every field of :class:`~ptycho_core.config.ModelConfig`, :class:`~ptycho_core.config.TrainingConfig`
-and :class:`~ptycho_core.config.InferenceConfig` is listed with its type, default, allowed
-values (read from its validator), the attribute docstring in ``ptycho_core/config.py``, the
+Every field of :class:`~ptycho_core.config.ModelConfig`, :class:`~ptycho_core.config.TrainingConfig`,
+:class:`~ptycho_core.config.InferenceConfig` and :class:`~ptycho_core.corpus.CorpusConfig` is listed
+with its type, default, allowed values (read from its validator), the attribute docstring in
+``ptycho_core/config.py`` (``corpus.py``), the
 ``ptycho`` command-line flag and PtychoPINN's legacy key (:mod:`ptycho_core.legacy`).
 
 Usage (from the repository root)::
@@ -25,12 +26,13 @@ import attrs
 
 from ptycho_core import config as config_module
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho_core.corpus import CorpusConfig
 from ptycho_core.legacy import FIELD_FOR_LEGACY_KEY, LEGACY_NAME
 from ptycho_core.registry import KNOWN_BACKENDS
 from ptycho_core.serialize import dumps, to_dict
 
 OUTPUT = Path(__file__).resolve().parents[1] / "configuration.md"
-CLASSES = (ModelConfig, TrainingConfig, InferenceConfig)
+CLASSES = (ModelConfig, TrainingConfig, InferenceConfig, CorpusConfig)
 CLI_ALIASES = {"train_data_file": "--train-data", "test_data_file": "--test-data"}
 DEPRECATED_KEYS = {"n_images": "n_groups"}
 
@@ -82,6 +84,8 @@ def allowed_values(field: attrs.Attribute) -> str:
             return "a path"
         if field.converter is not None and field.converter.__name__ == "_optional_path":
             return "a path, or not set"
+        if field.converter is not None and field.converter.__name__ == "_data_paths":
+            return "a path (file, lazy dataset, directory of datasets or glob pattern), a list of paths, or not set"
         raise ValueError(f"{field.name}: no validator and no known converter to describe")
     name = getattr(validator, "__qualname__", type(validator).__name__)
     if name == "_boolean":
@@ -96,6 +100,20 @@ def allowed_values(field: attrs.Attribute) -> str:
     if name.startswith("_optional_int_at_least."):
         inner = _closure(validator)["inner"]
         return f"integer >= {_closure(inner)['low']}, or not set"
+    if name.startswith("_names_from."):
+        env = _closure(validator)
+        options = env["options"]
+        names = "names from " + ", ".join(f"`{_value(v)}`" for v in options) if options else "names"
+        return f"a list of distinct {names}" + (" (may be empty)" if env["allow_empty"] else "")
+    if name.startswith("_positive_numbers."):
+        empty = _closure(validator)["allow_empty"]
+        return "a list of numbers > 0" + (" (may be empty)" if empty else " (at least one)")
+    if name.startswith("_range."):
+        env = _closure(validator)
+        bound = "" if env["low"] is None else f", low {'>' if env['strict'] else '>='} {env['low']:g}"
+        return f"a pair `[low, high]` with low <= high{bound}"
+    if name == "_optional_positive":
+        return "number > 0, or not set"
     if name.startswith("_number."):
         env = _closure(validator)
         return f"number {'>' if env['strict'] else '>='} {env['low']:g}"
@@ -109,6 +127,8 @@ def allowed_values(field: attrs.Attribute) -> str:
 
 def _value(value: Any) -> str:
     """A value as written in a TOML config file."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (str, Path)):
@@ -139,6 +159,13 @@ def cli_flag(cls: type, field: attrs.Attribute) -> str:
     """The ``ptycho train/run/infer`` flag(s) for a field."""
     if field.name == "model":
         return "(flags of ModelConfig)"
+    if cls is CorpusConfig:
+        from ptycho_core.cli_pretrain import corpus_flag
+
+        flag = corpus_flag(field.name)
+        if isinstance(field.default, bool):
+            flag = f"{flag}, --no-{flag[2:]}"
+        return f"`{flag}` (pretrain)"
     flag = f"--{field.name.replace('_', '-')}"
     if field.default is not attrs.NOTHING and isinstance(field.default, bool):
         flag = f"{flag}, --no-{field.name.replace('_', '-')}"
@@ -146,8 +173,10 @@ def cli_flag(cls: type, field: attrs.Attribute) -> str:
     return f"`{flag}`" + (f", `{alias}`" if alias else "")
 
 
-def legacy_keys(name: str) -> str:
-    """PtychoPINN key(s) read into the field ``name``."""
+def legacy_keys(name: str, cls: type | None = None) -> str:
+    """PtychoPINN key(s) read into the field ``name`` (none for the corpus recipe)."""
+    if cls is CorpusConfig:
+        return "-"
     keys = [LEGACY_NAME.get(name, name)]
     keys += [k for k, target in FIELD_FOR_LEGACY_KEY.items() if target == name and k not in keys]
     text = [f"`{k}`" + (" (deprecated)" if k in DEPRECATED_KEYS else "") for k in keys]
@@ -169,8 +198,8 @@ def class_table(cls: type) -> list[str]:
         if field.name == "model":
             doc = "Architecture and physics settings (the `[model]` table)."
         elif doc is None:
-            raise ValueError(f"{cls.__name__}.{field.name} has no docstring in ptycho_core/config.py")
-        legacy = "(nested)" if field.name == "model" else legacy_keys(field.name)
+            raise ValueError(f"{cls.__name__}.{field.name} has no docstring in its module")
+        legacy = "(nested)" if field.name == "model" else legacy_keys(field.name, cls)
         cells = [f"`{field.name}`", f"`{annotation}`", default_text(field), allowed_values(field),
                  cli_flag(cls, field), legacy, doc]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -193,18 +222,21 @@ HEADER = """\
 ptycho has three configuration classes, all frozen, keyword-only
 [attrs](https://www.attrs.org) classes with validators: `ModelConfig` (architecture and
 physics, shared by training and inference), `TrainingConfig` and `InferenceConfig` (each
-holding a `ModelConfig` in its `model` field). There is no global configuration: every
-function takes the config it needs. Change a value with `attrs.evolve`.
+holding a `ModelConfig` in its `model` field), plus the corpus recipe of `ptycho pretrain`,
+`CorpusConfig` (the `[corpus]` section; see [Amortised reconstruction](amortised.md)). There
+is no global configuration: every function takes the config it needs. Change a value with
+`attrs.evolve`.
 
 Configs come from three places, and all three use the field names below:
 
 - **Files** (TOML, JSON or YAML) read by `ptycho_core.serialize.load_config` and by
   `--config FILE` on the command line. A file holds one config at top level (model settings in
-  a `model` table) or sections `[model]`, `[training]`, `[inference]`; `[model]` is shared.
+  a `model` table) or sections `[model]`, `[training]`, `[inference]`, `[corpus]`; `[model]` is
+  shared.
   Reading is strict: an unknown key, a wrong type or a value outside the allowed values is a
   `ConfigError` naming the file, the field and what is allowed.
-- **Command-line flags** of `ptycho train`, `ptycho run`, `ptycho demo` and `ptycho infer`
-  (column *CLI flag*), applied on top of `--config`.
+- **Command-line flags** of `ptycho train`, `ptycho run`, `ptycho demo`, `ptycho infer` and
+  `ptycho pretrain` (column *CLI flag*), applied on top of `--config`.
 - **PtychoPINN configs** (`params.cfg` keys or PtychoPINN YAML) through
   `ptycho_core.legacy.load_legacy_config` or `ptycho config show --legacy`; column
   *PtychoPINN key* gives the key read into each field (see [Migrating](migrating.md)).

@@ -126,10 +126,12 @@ def _core_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.set_defaults(func=_cmd_info)
 
     from ptycho_core.cli_config import register as register_config
+    from ptycho_core.cli_pretrain import register as register_pretrain
     from ptycho_core.cli_workflow import register as register_workflow
 
     register_config(sub)
     register_workflow(sub)
+    register_pretrain(sub)
     return parser, sub
 
 

@@ -20,6 +20,12 @@ from ptycho_core.console import add_output_flags
 
 ALIASES = {"train_data_file": ["--train-data"], "test_data_file": ["--test-data"]}
 
+REPEATED = {"train_data_file": (
+    "training data: a DATA-001 NPZ, an HDF5 file, a lazy dataset directory, a directory of such datasets or a "
+    "glob pattern (quoted); repeat the flag to train on several datasets together (each grouped and normalised "
+    "on its own)")}
+"""Fields whose flag may be given several times (the values form a list), with their help."""
+
 RESUME_LAST = object()
 """Value of ``--resume`` given without a path: resume from :func:`last_checkpoint`."""
 
@@ -76,7 +82,10 @@ def _add_field_flags(parser: argparse.ArgumentParser, cls: type, title: str, ski
         flags = [f"--{field.name.replace('_', '-')}", *ALIASES.get(field.name, [])]
         doc = argparse.SUPPRESS if hidden else (field.metadata or {}).get("help") or _field_doc(cls, field.name)
         kind = _flag_type(field)
-        if kind is bool:
+        if field.name in REPEATED:
+            group.add_argument(*flags, dest=field.name, action="append", default=argparse.SUPPRESS,
+                               metavar=field.name.upper(), help=REPEATED[field.name])
+        elif kind is bool:
             group.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=doc)
         else:
@@ -105,6 +114,12 @@ def _config_from_args(args: argparse.Namespace, cls: type) -> Any:
             data[key] = value
     return from_dict(cls, data, source="command line")
 
+
+INIT_FROM_HELP = (
+    "fine-tune: start from the weights of this model bundle (directory or .zip, e.g. from `ptycho pretrain`) "
+    "instead of a new model; the model settings default to the bundle's and must equal them (a differing flag is "
+    "an error naming the field); the bundle must be of --backend (convert it with `ptycho convert` otherwise); "
+    "not with --resume")
 
 OVERWRITE_HELP = ("replace the results of an earlier run in --output-dir (model bundle, reconstruction.npz, "
                   "summary.json, checkpoints); without it the command stops before doing any work and names the "
@@ -166,19 +181,48 @@ def _print_metrics(metrics: dict | None) -> None:
             print(f"  {part:<10} " + "  ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
 
 
+def model_defaults_from_bundle(args: argparse.Namespace) -> list[str]:
+    """``--init-from BUNDLE`` without ``--config``: the bundle's ModelConfig for every model flag not given.
+
+    Returns the names of the fields taken from the bundle.
+    """
+    from ptycho_core.finetune import model_settings
+
+    init_from = getattr(args, "init_from", None)
+    if init_from is None or getattr(args, "config", None) is not None:
+        return []
+    settings = model_settings(init_from)
+    taken = [k for k in settings if not hasattr(args, k)]
+    for key in taken:
+        setattr(args, key, settings[key])
+    return taken
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ptycho_core import bundle, provenance, workflow
 
     _refuse_given(args, ("test_data_file",), "ptycho train does not reconstruct anything, so it would not be used; "
                   "use `ptycho run --test-data` to train and reconstruct, or `ptycho infer` with the trained bundle")
+    model_defaults_from_bundle(args)
     cfg = _config_from_args(args, TrainingConfig)
     resume = last_checkpoint(cfg) if args.resume is RESUME_LAST else args.resume
+    if resume is not None and args.init_from is not None:
+        from ptycho_core.errors import ConfigError
+
+        raise ConfigError("--init-from: cannot be combined with --resume (the checkpoint already holds the "
+                          "weights); pass one of them")
     target = Path(cfg.output_dir) / workflow.BUNDLE_NAME
     workflow.check_no_result([target], args.overwrite)
+    if args.init_from is not None:
+        from ptycho_core.finetune import check_compatible
+
+        check_compatible(cfg, args.init_from)  # before any work, so a mismatch costs nothing
     record = workflow.start_provenance(cfg, command=_command_line(args))
     if resume is not None:
         record["inputs"]["resume_from"] = provenance.input_record(resume)
-    result = workflow.train(cfg, resume_from=resume, overwrite=args.overwrite,
+    if args.init_from is not None:
+        record["inputs"]["init_from"] = provenance.input_record(args.init_from)
+    result = workflow.train(cfg, resume_from=resume, overwrite=args.overwrite, init_from=args.init_from,
                             read_options=read_options_from_args(args))
     if not workflow.is_primary_process():  # another rank of a DDP job: rank 0 writes the bundle
         return 0
@@ -341,6 +385,7 @@ def register(sub: argparse._SubParsersAction) -> None:
              "the last checkpoint of this backend under <output-dir>/checkpoints (pytorch: last.ckpt, tensorflow: "
              "last.json); --resume CKPT takes that checkpoint file (or a tensorflow checkpoints folder)",
     )
+    p.add_argument("--init-from", type=Path, default=None, metavar="BUNDLE", help=INIT_FROM_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("infer", help="reconstruct a dataset with a trained bundle",

@@ -97,6 +97,25 @@ def _optional_path(value: Any) -> Path | None:
     return None if value is None or value == "" else Path(value)
 
 
+def _data_paths(value: Any) -> Path | tuple[Path, ...] | None:
+    """``train_data_file``: not set, one path, or several (a list; a list of one is that path).
+
+    Globs and directories of datasets are expanded when the data is loaded
+    (``ptycho_core.workflow.data_paths``), not here: a config never touches the filesystem.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        if not value or not all(isinstance(v, (str, os.PathLike)) and str(v) for v in value):
+            raise ConfigError(f"TrainingConfig.train_data_file: expected a path or a non-empty list of paths, "
+                              f"got {value!r}")
+        paths = tuple(Path(v) for v in value)
+        return paths[0] if len(paths) == 1 else paths
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"TrainingConfig.train_data_file: expected a path or a list of paths, got {value!r}")
+    return Path(value)
+
+
 def _to_float(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -205,10 +224,11 @@ class TrainingConfig:
     """Everything a training run needs (physics.md s5-6)."""
 
     model: ModelConfig = attrs.field(factory=ModelConfig, validator=attrs.validators.instance_of(ModelConfig))
-    train_data_file: Path | None = attrs.field(default=None, converter=_optional_path)
-    """DATA-001 NPZ used for training."""
+    train_data_file: Path | tuple[Path, ...] | None = attrs.field(default=None, converter=_data_paths)
+    """Training data: a DATA-001 NPZ, HDF5 file or lazy dataset directory, a directory of such datasets, a glob
+    pattern, or a list of these; several datasets are grouped each on its own and trained on together."""
     test_data_file: Path | None = attrs.field(default=None, converter=_optional_path)
-    """DATA-001 NPZ reconstructed after training (defaults to the training file)."""
+    """DATA-001 NPZ reconstructed after training (defaults to the (first) training file)."""
     batch_size: int = attrs.field(default=16, validator=_int_at_least(1))
     """Groups per optimisation step."""
     nepochs: int = attrs.field(default=40, validator=_int_at_least(1))

@@ -286,6 +286,10 @@ class GroupedData:
     - ``indices``: (B, C) int64 pattern indices into the source dataset.
     - ``probe``: (N, N) complex64 probe (not yet normalised by probe_scale).
     - ``Y``: optional (B, N, N, C) complex64 ground-truth object patches.
+    - ``dataset_index``: optional (B,) int64, the dataset of each group when several datasets
+      were grouped (each on its own) and concatenated; ``indices`` then count patterns through
+      the datasets one after the other, and ``norm_factors`` holds each dataset's factor
+      (``norm_factor`` is that of the first; :attr:`group_norm_factors` gives each group's).
 
     For data larger than memory ``X`` (and ``Y``) may be a :class:`LazyArray` that reads the
     groups batch by batch (``is_lazy``); everything else stays in memory. Backends then fetch
@@ -304,9 +308,23 @@ class GroupedData:
     object_shape: tuple[int, int] | None = attrs.field(
         default=None, converter=lambda v: None if v is None else (int(v[0]), int(v[1]))
     )
+    dataset_index: np.ndarray | None = attrs.field(
+        default=None, converter=_optional(_as(np.int64, name="dataset_index", ndim=1))
+    )
+    norm_factors: tuple[float, ...] | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else tuple(float(f) for f in v)
+    )
 
     def __attrs_post_init__(self) -> None:
         b, n1, n2, c = self.X.shape
+        if self.dataset_index is not None:
+            if self.dataset_index.shape != (b,):
+                raise DataError(f"dataset_index: expected shape {(b,)}, got {self.dataset_index.shape}")
+            n_sets = 1 if self.norm_factors is None else len(self.norm_factors)
+            if b and (self.dataset_index.min() < 0 or self.dataset_index.max() >= n_sets):
+                raise DataError(f"dataset_index: expected values in 0..{n_sets - 1} (one per entry of norm_factors)")
+        if self.norm_factors is not None and not all(np.isfinite(f) and f > 0 for f in self.norm_factors):
+            raise DataError(f"norm_factors: expected finite positive numbers, got {self.norm_factors}")
         if n1 != n2:
             raise DataError(f"X: patterns must be square, got {n1} x {n2}")
         if not isinstance(self.X, LazyArray):  # a lazy source checks every batch it reads
@@ -346,6 +364,13 @@ class GroupedData:
         """Global (x, y) position of every pattern of every group, shape (B, C, 2)."""
         return self.centroids[:, None, :] + self.offsets
 
+    @property
+    def group_norm_factors(self) -> np.ndarray:
+        """(B,) float64: the normalisation factor each group's amplitudes were multiplied by."""
+        if self.dataset_index is None or self.norm_factors is None:
+            return np.full(self.n_groups, self.norm_factor)
+        return np.asarray(self.norm_factors, dtype=np.float64)[self.dataset_index]
+
     def batch(self, sl: slice | np.ndarray) -> GroupedData:
         """The groups selected by ``sl`` (a slice or index array); lazy arrays stay lazy (nothing is read)."""
 
@@ -361,6 +386,7 @@ class GroupedData:
             centroids=self.centroids[sl],
             indices=self.indices[sl],
             Y=pick(self.Y),
+            dataset_index=None if self.dataset_index is None else self.dataset_index[sl],
         )
 
 

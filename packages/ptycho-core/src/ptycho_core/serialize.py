@@ -48,6 +48,7 @@ from cattrs.errors import AttributeValidationNote, BaseValidationError, Forbidde
 
 from ptycho_core.atomic import write_text
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
+from ptycho_core.corpus import CorpusConfig
 from ptycho_core.errors import ConfigError, did_you_mean
 
 try:
@@ -71,9 +72,12 @@ __all__ = [
 
 FORMATS = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 """File suffix -> format name."""
-SECTIONS: dict[str, type] = {"model": ModelConfig, "training": TrainingConfig, "inference": InferenceConfig}
-"""Section name -> config class, in file order."""
-Config = ModelConfig | TrainingConfig | InferenceConfig
+SECTIONS: dict[str, type] = {"model": ModelConfig, "training": TrainingConfig, "inference": InferenceConfig,
+                             "corpus": CorpusConfig}
+"""Section name -> config class, in file order (``[corpus]``: the recipe of ``ptycho pretrain``)."""
+Config = ModelConfig | TrainingConfig | InferenceConfig | CorpusConfig
+_WITH_MODEL = ("training", "inference")
+"""Sections whose config holds the shared ``[model]`` settings."""
 
 for _cls in SECTIONS.values():
     attrs.resolve_types(_cls)
@@ -136,11 +140,33 @@ def _as_path(value: Any, _: type) -> Path:
     raise _Mismatch("a path string", value)
 
 
+DATA_PATHS = attrs.fields(TrainingConfig).train_data_file.type
+"""Type of ``TrainingConfig.train_data_file``: one path or a list of them."""
+
+
+def _as_data_paths(value: Any, _: type) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, os.PathLike)) for v in value):
+        return tuple(Path(v) for v in value)
+    raise _Mismatch("a path string or a non-empty list of path strings", value)
+
+
+def _data_paths_out(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return None if value is None else str(value)
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind, hook in ((int, _as_int), (float, _as_float), (bool, _as_bool), (str, _as_str), (Path, _as_path)):
         conv.register_structure_hook(kind, hook)
     conv.register_unstructure_hook(Path, str)
+    conv.register_structure_hook_func(lambda t: t == DATA_PATHS, _as_data_paths)
+    conv.register_unstructure_hook_func(lambda t: t == DATA_PATHS, _data_paths_out)
     return conv
 
 
@@ -163,8 +189,18 @@ def to_dict(config: Config) -> dict[str, Any]:
         the nested dict ``"model"``.
     """
     if type(config) not in SECTIONS.values():
-        raise ConfigError(f"to_dict: expected a ModelConfig, TrainingConfig or InferenceConfig, got {_show(config)}")
-    return converter.unstructure(config)
+        raise ConfigError(f"to_dict: expected a ModelConfig, TrainingConfig, InferenceConfig or CorpusConfig, "
+                          f"got {_show(config)}")
+    return _lists(converter.unstructure(config))
+
+
+def _lists(data: Any) -> Any:
+    """Tuples (CorpusConfig's lists) as lists, so every format (YAML included) writes them as arrays."""
+    if isinstance(data, dict):
+        return {k: _lists(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_lists(v) for v in data]
+    return data
 
 
 def _unknown_key(cls: type, key: Any, where: str) -> str:
@@ -232,7 +268,8 @@ def from_dict(cls: type, data: Any, *, source: str | os.PathLike | None = None) 
         a validator rejects; the message names the source, the field and the value.
     """
     if cls not in SECTIONS.values():
-        raise ConfigError(f"from_dict: expected ModelConfig, TrainingConfig or InferenceConfig, got {_show(cls)}")
+        raise ConfigError(f"from_dict: expected ModelConfig, TrainingConfig, InferenceConfig or CorpusConfig, "
+                          f"got {_show(cls)}")
     prefix = f"{source}: " if source is not None else ""
     errors: list[str] = []
     _check_keys(cls, data, cls.__name__, errors)
@@ -298,9 +335,10 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def has_sections(data: Mapping[str, Any]) -> bool:
-    """True if ``data`` uses the ``[model]``/``[training]``/``[inference]`` section layout."""
+    """True if ``data`` uses the ``[model]``/``[training]``/``[inference]``/``[corpus]`` section layout."""
     keys = set(data)
-    return "training" in keys or "inference" in keys or (keys == {"model"} and isinstance(data["model"], Mapping))
+    only_model = keys == {"model"} and isinstance(data["model"], Mapping)
+    return bool(keys & {"training", "inference", "corpus"}) or only_model
 
 
 def _section(data: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
@@ -309,7 +347,7 @@ def _section(data: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: section [{name}] must be a table, got {_show(body)}")
     body = dict(body)
     shared = data.get("model")
-    if name != "model" and shared is not None:
+    if name in _WITH_MODEL and shared is not None:
         if "model" in body:
             raise ConfigError(f"{where}: model settings given twice, in [model] and [{name}.model]; keep one")
         body["model"] = shared
@@ -349,9 +387,11 @@ def resolve_sections(data: Mapping[str, Any], *, source: str | os.PathLike | Non
         key = extra[0]
         raise ConfigError(
             f"{where}: unknown section {_show(key)}; a file with sections may only hold "
-            f"[model], [training], [inference]" + did_you_mean(str(key), list(SECTIONS))
+            f"[model], [training], [inference], [corpus]" + did_you_mean(str(key), list(SECTIONS))
         )
-    names = [n for n in ("training", "inference") if n in data] or ["model"]
+    names = [n for n in ("training", "inference", "corpus") if n in data]
+    if not [n for n in names if n in _WITH_MODEL]:
+        names = ["model", *names]
     return {n: from_dict(SECTIONS[n], _section(data, n, where), source=_label(where, n, data)) for n in names}
 
 
@@ -381,10 +421,13 @@ def load_config(path: str | os.PathLike, cls: type | None = None) -> Config:
     if cls is None:
         configs = resolve_sections(data, source=path)
         if len(configs) > 1:
-            raise ConfigError(f"{path}: holds both [training] and [inference]; pass cls= to choose one")
+            names = [f"[{n}]" for n in configs]
+            held = f"both {names[0]} and {names[1]}" if len(names) == 2 else "sections " + ", ".join(names)
+            raise ConfigError(f"{path}: holds {held}; pass cls= to choose one")
         return next(iter(configs.values()))
     if cls not in SECTIONS.values():
-        raise ConfigError(f"load_config: cls must be ModelConfig, TrainingConfig or InferenceConfig, got {_show(cls)}")
+        raise ConfigError(f"load_config: cls must be ModelConfig, TrainingConfig, InferenceConfig or CorpusConfig, "
+                          f"got {_show(cls)}")
     if not has_sections(data):
         return from_dict(cls, data, source=path)
     name = next(k for k, v in SECTIONS.items() if v is cls)

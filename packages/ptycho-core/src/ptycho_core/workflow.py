@@ -15,10 +15,17 @@ file is opened lazily, grouping then gives a ``GroupedData`` whose ``X`` is read
 batch by the backends, and :func:`infer` predicts and stitches chunk by chunk
 (:func:`predict_and_stitch`), so neither the patterns nor the predicted patches are ever
 held all at once. NPZ files are always loaded whole.
+
+Several training datasets: ``TrainingConfig.train_data_file`` may name several files (a list,
+a glob pattern, a directory of datasets; :func:`data_paths`); each is grouped on its own and
+normalised by its own factor, and the groups are trained on together
+(``ptycho_data.grouping.group_datasets``). ``init_from`` starts training from the weights of a
+model bundle (fine-tuning, :mod:`ptycho_core.finetune`).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
@@ -77,16 +84,20 @@ def load_dataset(path: Path | str | None, what: str, options: ReadOptions | None
 
 
 def resolve_nphotons(config: TrainingConfig, dataset: Any) -> TrainingConfig:
-    """``config`` with ``nphotons`` measured from ``dataset`` when unset (physics.md s3), else checked against it.
+    """``config`` with ``nphotons`` measured from ``dataset`` (one, or a list) when unset (physics.md s3), else checked.
 
     The measure is :func:`ptycho_core.reference.mean_photons` (mean over patterns of
     ``sum(amplitude**2)``). An explicit ``nphotons`` more than :data:`NPHOTONS_TOLERANCE` times
     off the data is kept (it is an override) but logged as a warning.
     """
-    measured = reference.mean_photons(dataset if hasattr(dataset, "iter_batches") else dataset.diffraction)
+    sets = list(dataset) if isinstance(dataset, (list, tuple)) else [dataset]
+    counts = [len(ds.xcoords) for ds in sets]
+    per_set = [reference.mean_photons(ds if hasattr(ds, "iter_batches") else ds.diffraction) for ds in sets]
+    measured = float(sum(c * m for c, m in zip(counts, per_set)) / sum(counts))  # the mean over all patterns
     if config.nphotons is None:
-        log.info("photons per pattern measured from the data: %.4g (mean of sum(amplitude^2)); physics scale "
-                 "s = sqrt(nphotons)/(N/2) = %.4g", measured, math.sqrt(measured) / (dataset.N / 2))
+        log.info("photons per pattern measured from the data: %.4g (mean of sum(amplitude^2)%s); physics scale "
+                 "s = sqrt(nphotons)/(N/2) = %.4g", measured, f" over {len(sets)} datasets" if len(sets) > 1 else "",
+                 math.sqrt(measured) / (sets[0].N / 2))
         return attrs.evolve(config, nphotons=measured)
     ratio = config.nphotons / measured if measured > 0 else math.inf
     if not 1 / NPHOTONS_TOLERANCE <= ratio <= NPHOTONS_TOLERANCE:
@@ -96,9 +107,97 @@ def resolve_nphotons(config: TrainingConfig, dataset: Any) -> TrainingConfig:
     return config
 
 
+GLOB_CHARS = "*?["
+#: File suffixes a directory of training datasets is searched for (the format itself is chosen by content).
+DATASET_SUFFIXES = (".npz", ".h5", ".hdf5", ".hdf")
+
+
+def _is_dataset(path: Path) -> bool:
+    """A data file (NPZ or HDF5) or a lazy dataset directory (``meta.json``), not hidden."""
+    if path.name.startswith("."):
+        return False
+    if path.is_dir():
+        return (path / "meta.json").is_file()
+    return path.is_file() and path.suffix.lower() in DATASET_SUFFIXES
+
+
+def data_paths(value: Path | str | Sequence[Path | str] | None, what: str) -> list[Path]:
+    """The datasets ``value`` names: paths, glob patterns and directories of datasets, expanded.
+
+    A path with ``*``, ``?`` or ``[`` is a glob pattern (sorted matches that are datasets); a
+    directory that is not itself a lazy dataset (no ``meta.json``) stands for the datasets in it
+    (NPZ and HDF5 files and lazy dataset directories, sorted by name); anything else is one
+    dataset. The order is kept; a dataset named twice is an error.
+
+    Raises
+    ------
+    ConfigError
+        Nothing given.
+    DataError
+        A pattern or directory without datasets, or the same dataset twice.
+    """
+    if value is None:
+        raise ConfigError(f"{what}: no data file given (set it in the config or pass --{what.replace('_', '-')})")
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    kinds = "NPZ files, HDF5 files (.h5, .hdf5, .hdf) or lazy dataset directories (with meta.json)"
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if any(c in str(item) for c in GLOB_CHARS):
+            found = [p for p in sorted(map(Path, glob.glob(str(item)))) if _is_dataset(p)]
+            if not found:
+                raise DataError(f"{what}: the pattern {str(item)!r} matches no dataset (expected {kinds})")
+            out += found
+        elif path.is_dir() and not (path / "meta.json").exists():
+            found = sorted(p for p in path.iterdir() if _is_dataset(p))
+            if not found:
+                raise DataError(f"{what}: the directory {path} holds no dataset (expected {kinds})")
+            out += found
+        else:
+            out.append(path)
+    seen: set[Path] = set()
+    for path in out:
+        key = path.resolve()
+        if key in seen:
+            raise DataError(f"{what}: {path} is named twice (a dataset would count double); name each once")
+        seen.add(key)
+    return out
+
+
+def load_datasets(value: Path | str | Sequence[Path | str] | None, what: str,
+                  options: ReadOptions | None = None) -> tuple[list[Path], list[Any]]:
+    """Every dataset :func:`data_paths` finds in ``value``, loaded with :func:`load_dataset` (``options``).
+
+    Datasets of a different N than the first are an error naming both files; nothing stays open then.
+    """
+    paths = data_paths(value, what)
+    loaded: list[Any] = []
+    try:
+        for path in paths:
+            ds = load_dataset(path, what, options)
+            loaded.append(ds)
+            if ds.N != loaded[0].N:
+                raise DataError(f"{what}: {path} has patterns of side N = {ds.N}, but {paths[0]} has N = "
+                                f"{loaded[0].N}; datasets trained together must have the same N")
+    except BaseException:
+        _close(*loaded)
+        raise
+    return paths, loaded
+
+
+def first_training_file(config: TrainingConfig) -> Path | None:
+    """The test data of a training config: ``test_data_file``, else the first training dataset."""
+    if config.test_data_file is not None or config.train_data_file is None:
+        return config.test_data_file
+    return data_paths(config.train_data_file, "train_data_file")[0]
+
+
 def _close(*datasets: Any) -> None:
     """Release the files of lazy datasets this module opened (HDF5); in-memory datasets have nothing to close."""
     for ds in datasets:
+        if isinstance(ds, (list, tuple)):
+            _close(*ds)
+            continue
         close = getattr(ds, "close", None)
         if callable(close):
             close()
@@ -150,8 +249,11 @@ def start_provenance(config: TrainingConfig | InferenceConfig, inference_config:
 
     if isinstance(config, TrainingConfig):
         configs: dict[str, Any] = {"training": config, "inference": inference_config}
-        test = config.test_data_file if config.test_data_file != config.train_data_file else None
-        inputs = {"train_data_file": config.train_data_file, "test_data_file": test}
+        train = data_paths(config.train_data_file, "train_data_file") if config.train_data_file is not None else []
+        test = config.test_data_file if config.test_data_file not in train else None
+        inputs = {"train_data_file": train[0] if len(train) == 1 else None, "test_data_file": test}
+        if len(train) > 1:
+            inputs.update({f"train_data_file[{i}]": p for i, p in enumerate(train)})
     else:
         configs = {"inference": config}
         inputs = {"test_data_file": config.test_data_file, "model_path": config.model_path}
@@ -160,27 +262,53 @@ def start_provenance(config: TrainingConfig | InferenceConfig, inference_config:
                             configs=configs, inputs=inputs)
 
 
-def train(config: TrainingConfig, *, dataset: Dataset | None = None, resume_from: Path | None = None,
-          overwrite: bool = False, read_options: ReadOptions | None = None) -> TrainResult:
-    """Group the training data and train a new model with ``config.backend``.
+def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None = None,
+          resume_from: Path | None = None, overwrite: bool = False, init_from: Path | None = None,
+          read_options: ReadOptions | None = None) -> TrainResult:
+    """Group the training data and train a model with ``config.backend``.
 
-    Without ``resume_from``, checkpoints of an earlier run in ``output_dir/checkpoints`` are
-    not trained over unless ``overwrite`` (:class:`~ptycho_core.errors.OutputExistsError`).
-    ``nphotons`` is measured from the data when unset (:func:`resolve_nphotons`); the trained
-    model's ``training_config`` holds the value used.
+    ``dataset`` (one, or a list) replaces reading ``config.train_data_file`` (with
+    ``read_options``); several datasets are grouped each on its own and trained on together.
+    The model is new, or with ``init_from`` the weights of that bundle
+    (:func:`ptycho_core.finetune.initial_model`: same ModelConfig and backend). Without
+    ``resume_from``, checkpoints of an earlier run in ``output_dir/checkpoints`` are not trained
+    over unless ``overwrite`` (:class:`~ptycho_core.errors.OutputExistsError`). ``nphotons`` is
+    measured from the data when unset (:func:`resolve_nphotons`); the trained model's
+    ``training_config`` holds the value used.
     """
+    if resume_from is not None and init_from is not None:
+        raise ConfigError("init_from: cannot be combined with resume_from (a checkpoint already holds the weights); "
+                          "pass one of --resume and --init-from")
     if resume_from is None:
         check_no_result([Path(config.output_dir) / "checkpoints"], overwrite)
-    dataset = dataset if dataset is not None else load_dataset(config.train_data_file, "train_data_file",
-                                                               read_options)
-    config = resolve_nphotons(config, dataset)
-    backend = backends.get(config.backend)
-    grouped = _data_module("grouping").group_for_training(dataset, config)
-    log.info("training %s on %d groups of %d pattern(s) for %d epochs",
-             backend.id, grouped.n_groups, grouped.channels, config.nepochs)
-    start = time.perf_counter()
-    model = backend.build_model(config.model, config)
-    result = backend.train(model, grouped, config, resume_from)
+    if init_from is not None:
+        from ptycho_core.finetune import check_compatible
+
+        check_compatible(config, init_from)  # before reading any data
+    names: list[str] | None = None
+    opened: list[Any] = []
+    if dataset is None:
+        paths, opened = load_datasets(config.train_data_file, "train_data_file", read_options)
+        dataset, names = (opened[0] if len(opened) == 1 else opened), [str(p) for p in paths]
+    try:
+        config = resolve_nphotons(config, dataset)
+        backend = backends.get(config.backend)
+        grouped = _data_module("grouping").group_for_training(
+            list(dataset) if isinstance(dataset, (list, tuple)) else dataset, config,
+            **({"names": names} if isinstance(dataset, (list, tuple)) else {}))
+        n_sets = 1 if grouped.norm_factors is None else len(grouped.norm_factors)
+        log.info("training %s on %d groups of %d pattern(s) from %d dataset(s) for %d epochs",
+                 backend.id, grouped.n_groups, grouped.channels, n_sets, config.nepochs)
+        start = time.perf_counter()
+        if init_from is not None:
+            from ptycho_core.finetune import initial_model
+
+            model = initial_model(config, init_from)
+        else:
+            model = backend.build_model(config.model, config)
+        result = backend.train(model, grouped, config, resume_from)
+    finally:
+        _close(opened)
     result.timings.setdefault("train_s", time.perf_counter() - start)
     return result
 
@@ -188,7 +316,7 @@ def train(config: TrainingConfig, *, dataset: Dataset | None = None, resume_from
 def inference_config_for(config: TrainingConfig, **overrides: Any) -> InferenceConfig:
     """An :class:`InferenceConfig` matching a training config (same model, backend, output_dir)."""
     fields = dict(
-        model=config.model, test_data_file=config.test_data_file or config.train_data_file,
+        model=config.model, test_data_file=first_training_file(config),
         neighbor_count=config.neighbor_count, seed=config.seed, output_dir=config.output_dir,
         backend=config.backend, accelerator=config.accelerator, progress=config.progress,
     )
@@ -369,26 +497,31 @@ def refine(rec: Reconstruction, dataset: Any, config: InferenceConfig) -> Recons
 
 
 def run(config: TrainingConfig, inference_config: InferenceConfig | None = None, *, overwrite: bool = False,
-        command: Sequence[str] | None = None, read_options: ReadOptions | None = None) -> Reconstruction:
+        command: Sequence[str] | None = None, init_from: Path | None = None,
+        read_options: ReadOptions | None = None) -> Reconstruction:
     """Train, save the bundle, load it back, reconstruct the test data and write all outputs.
 
     An earlier result in ``config.output_dir`` (the bundle, :data:`RESULT_FILES`, checkpoints)
     is replaced only with ``overwrite=True``. The bundle and the outputs record their
-    provenance (command line: ``command``, default ``sys.argv``). ``read_options`` apply to
-    the training and the test data.
+    provenance (command line: ``command``, default ``sys.argv``). With several training
+    datasets the test data defaults to the first; ``init_from`` as in :func:`train`;
+    ``read_options`` apply to the training and the test data.
     """
     out = Path(config.output_dir)
     check_no_result([out / BUNDLE_NAME, *(out / name for name in RESULT_FILES)], overwrite)
-    train_ds = load_dataset(config.train_data_file, "train_data_file", read_options)
-    test_path = config.test_data_file or config.train_data_file
-    test_ds = (train_ds if test_path == config.train_data_file
+    train_paths, train_sets = load_datasets(config.train_data_file, "train_data_file", read_options)
+    train_ds = train_sets[0] if len(train_sets) == 1 else train_sets
+    test_path = config.test_data_file or train_paths[0]
+    test_ds = (train_sets[0] if test_path == train_paths[0]
                else load_dataset(test_path, "test_data_file", read_options))
     bundle_path = out / BUNDLE_NAME
     icfg = inference_config or inference_config_for(config)
     icfg = attrs.evolve(icfg, model_path=bundle_path, test_data_file=test_path)
     record = start_provenance(config, icfg, command)
     out.mkdir(parents=True, exist_ok=True)
-    result = train(config, dataset=train_ds, overwrite=overwrite)
+    if init_from is not None:
+        record["inputs"]["init_from"] = provenance_input(init_from)
+    result = train(config, dataset=train_ds, overwrite=overwrite, init_from=init_from)
     if not is_primary_process():  # another rank of a DDP job: rank 0 saves and writes everything
         rec = infer(icfg, model=result.model, dataset=test_ds, write=False)
         _close(train_ds, test_ds)
@@ -406,6 +539,13 @@ def run(config: TrainingConfig, inference_config: InferenceConfig | None = None,
     write_outputs(rec, test_ds, out, provenance=record)
     _close(train_ds, test_ds)
     return rec
+
+
+def provenance_input(path: Path | str) -> dict[str, Any]:
+    """:func:`ptycho_core.provenance.input_record` of an input such as an ``init_from`` bundle."""
+    from ptycho_core import provenance
+
+    return provenance.input_record(path)
 
 
 def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,

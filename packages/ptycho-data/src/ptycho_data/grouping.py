@@ -26,6 +26,13 @@ The same seed always gives the same groups. Amplitudes are multiplied by the dat
 normalisation factor of :func:`ptycho_core.reference.normalisation_factor` (computed over
 the whole dataset, not per group), stored in ``GroupedData.norm_factor``.
 
+Several datasets (:func:`group_datasets`): each is grouped on its own (no group spans two
+scans), with its own normalisation factor (physics.md s3: a mix of photon levels then trains one
+physics scale), and the groups are concatenated into one ``GroupedData`` (``dataset_index``
+says which dataset each group came from; ``indices`` count through the datasets one after the
+other). The backends shuffle the concatenated groups, so batches mix datasets. The datasets
+must share N and, up to a positive scale factor, the probe (the physics layer has one probe).
+
 Data larger than memory: grouping needs the coordinates only. A
 :class:`~ptycho_data.lazy.LazyDataset` (or an in-memory dataset whose grouped ``X`` would
 exceed :data:`LAZY_THRESHOLD_BYTES`) gives ``GroupedData`` whose ``X`` (and ``Y``) are
@@ -365,11 +372,159 @@ def group_dataset(
                        norm_factor=k, Y=Y, object_shape=shape)
 
 
-def group_for_training(dataset: Dataset | LazyDataset, config: TrainingConfig, *, oversample: bool = False,
-                       lazy: bool | None = None) -> GroupedData:
-    """Group ``dataset`` with the gridsize, n_groups, neighbor_count and seed of a training config."""
-    return group_dataset(dataset, gridsize=config.model.gridsize, n_groups=config.n_groups,
-                         neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample, lazy=lazy)
+PROBE_RTOL = 1e-3
+"""Largest relative difference ``|p - c q| / |p|`` (best positive scale ``c``) between the probes of
+datasets trained on together."""
+
+
+class ConcatenatedRows(LazyArray):
+    """The rows of several arrays (NumPy or lazy) one after the other, read part by part on request."""
+
+    def __init__(self, parts: list[Any], *, name: str):
+        lazy_caps = [p.max_fetch for p in parts if isinstance(p, LazyArray) and p.max_fetch is not None]
+        super().__init__((sum(len(p) for p in parts), *parts[0].shape[1:]), parts[0].dtype, name=name,
+                         max_fetch=min(lazy_caps) if lazy_caps else None)
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self._base_shape[1:]), dtype=self.dtype)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for d in np.unique(part):
+            sel = part == d
+            out[sel] = self.parts[d][rows[sel] - self.starts[d]]
+        return out
+
+
+def _split_groups(n_groups: int | None, sizes: list[int]) -> list[int | None]:
+    """``n_groups`` shared by the datasets in proportion to their pattern counts (each at least 1)."""
+    if n_groups is None:
+        return [None] * len(sizes)
+    if n_groups < len(sizes):
+        raise ConfigError(f"n_groups: expected at least one group per dataset ({len(sizes)} datasets), got {n_groups}")
+    total = sum(sizes)
+    exact = np.asarray(sizes, dtype=np.float64) * n_groups / total
+    counts = np.maximum(np.floor(exact).astype(int), 1)
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")
+    i = 0
+    while counts.sum() < n_groups:
+        counts[order[i % len(sizes)]] += 1
+        i += 1
+    while counts.sum() > n_groups:  # the minimum of 1 overshot: take back from the largest
+        counts[int(np.argmax(counts))] -= 1
+    return [int(c) for c in counts]
+
+
+def check_same_probe(probes: list[np.ndarray], names: list[str]) -> None:
+    """The probes of datasets trained on together must agree up to a positive scale factor.
+
+    Raises
+    ------
+    DataError
+        Naming the two datasets and the relative difference (above :data:`PROBE_RTOL`).
+    """
+    ref = np.asarray(probes[0], dtype=np.complex128)
+    for probe, name in zip(probes[1:], names[1:]):
+        p = np.asarray(probe, dtype=np.complex128)
+        scale = max(float(np.vdot(ref, p).real / max(np.vdot(ref, ref).real, 1e-300)), 0.0)
+        diff = float(np.linalg.norm(p - scale * ref) / max(np.linalg.norm(p), 1e-300))
+        if diff > PROBE_RTOL:
+            raise DataError(
+                f"{name}: probeGuess differs from that of {names[0]} (relative difference {diff:.3g} after the best "
+                f"positive scale, more than {PROBE_RTOL:g}); datasets trained together share one probe in the "
+                "physics layer: train on datasets of the same probe, or train on this one separately"
+            )
+
+
+def group_datasets(
+    datasets: list[Dataset | LazyDataset],
+    *,
+    names: list[str] | None = None,
+    gridsize: int = 1,
+    n_groups: int | None = None,
+    neighbor_count: int = DEFAULT_NEIGHBOR_COUNT,
+    seed: int = 42,
+    oversample: bool = False,
+    lazy: bool | None = None,
+    max_fetch: int | None = None,
+) -> GroupedData:
+    """Group several datasets, each on its own, and concatenate the groups.
+
+    Dataset ``d`` is grouped by :func:`group_dataset` with seed ``seed + d`` and its own
+    normalisation factor; ``n_groups`` (the total) is shared in proportion to the pattern counts.
+    One dataset gives exactly :func:`group_dataset`'s result.
+
+    Parameters
+    ----------
+    datasets : list of Dataset or LazyDataset
+        Same N and (up to a positive scale) the same probe.
+    names : list of str, optional
+        Names (file paths) used in error messages.
+    gridsize, n_groups, neighbor_count, seed, oversample, lazy, max_fetch
+        See :func:`group_dataset`.
+
+    Returns
+    -------
+    GroupedData
+        ``dataset_index`` (B,), ``norm_factors`` (one per dataset), ``indices`` into the
+        concatenation of the datasets' patterns, the first dataset's probe, ``Y`` when every
+        dataset has an object, ``object_shape`` None. ``X`` is lazy when any part is.
+
+    Raises
+    ------
+    DataError
+        For no datasets, datasets of different N or different probes.
+    """
+    datasets = list(datasets)
+    if not datasets:
+        raise DataError("datasets: expected at least one dataset to group")
+    names = list(names) if names is not None else [f"dataset {i}" for i in range(len(datasets))]
+    kw = dict(gridsize=gridsize, neighbor_count=neighbor_count, oversample=oversample, lazy=lazy,
+              max_fetch=max_fetch)
+    if len(datasets) == 1:
+        return group_dataset(datasets[0], n_groups=n_groups, seed=seed, **kw)
+    for ds, name in zip(datasets[1:], names[1:]):
+        if ds.N != datasets[0].N:
+            raise DataError(f"{name}: patterns of side N = {ds.N}, but {names[0]} has N = {datasets[0].N}; "
+                            "datasets trained together must have the same N")
+    check_same_probe([ds.probe for ds in datasets], names)
+    counts = _split_groups(n_groups, [int(len(ds.xcoords)) for ds in datasets])
+    parts = []
+    for d, (ds, count, name) in enumerate(zip(datasets, counts, names)):
+        try:
+            parts.append(group_dataset(ds, n_groups=count, seed=seed + d, **kw))
+        except (ConfigError, DataError) as exc:
+            raise type(exc)(f"{name}: {exc}") from exc
+    starts = np.cumsum([0] + [int(len(ds.xcoords)) for ds in datasets])[:-1]
+
+    def joined(arrays: list[Any], name: str) -> Any:
+        if any(isinstance(a, LazyArray) for a in arrays):
+            return ConcatenatedRows(arrays, name=name)
+        return np.concatenate(arrays)
+
+    with_y = all(p.Y is not None for p in parts)
+    return GroupedData(
+        X=joined([p.X for p in parts], "X"),
+        offsets=np.concatenate([p.offsets for p in parts]),
+        centroids=np.concatenate([p.centroids for p in parts]),
+        indices=np.concatenate([p.indices + start for p, start in zip(parts, starts)]),
+        probe=parts[0].probe,
+        norm_factor=parts[0].norm_factor,
+        Y=joined([p.Y for p in parts], "Y") if with_y else None,
+        dataset_index=np.concatenate([np.full(p.n_groups, d, dtype=np.int64) for d, p in enumerate(parts)]),
+        norm_factors=[p.norm_factor for p in parts],
+    )
+
+
+def group_for_training(dataset: Dataset | LazyDataset | list[Dataset | LazyDataset], config: TrainingConfig, *,
+                       oversample: bool = False, lazy: bool | None = None,
+                       names: list[str] | None = None) -> GroupedData:
+    """Group ``dataset`` (or a list of datasets, :func:`group_datasets`) with a training config's settings."""
+    kw = dict(gridsize=config.model.gridsize, n_groups=config.n_groups, neighbor_count=config.neighbor_count,
+              seed=config.seed, oversample=oversample, lazy=lazy)
+    if isinstance(dataset, (list, tuple)):
+        return group_datasets(list(dataset), names=names, **kw)
+    return group_dataset(dataset, **kw)
 
 
 def group_for_inference(dataset: Dataset | LazyDataset, config: InferenceConfig, *, oversample: bool = False,

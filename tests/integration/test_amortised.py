@@ -1,0 +1,124 @@
+"""Issue 17 on the real backends (tiny): several datasets trained together, ptycho pretrain, --init-from."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import numpy as np
+import pytest
+
+from ptycho_core import backends, bundle, cli, workflow
+from ptycho_core.config import ModelConfig, TrainingConfig
+from ptycho_core.errors import ConfigError
+from ptycho_data.npz import save_dataset
+from ptycho_data.simulate import SimulationConfig, simulate_dataset
+
+BACKENDS = ["pytorch", "tensorflow"]
+TINY = ModelConfig(n_filters_scale=1)
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    """Two small scans of different objects, seeds and photon levels."""
+    folder = tmp_path_factory.mktemp("scans")
+    save_dataset(simulate_dataset(SimulationConfig(n_positions=9, seed=1, object_kind="grf"), progress=False),
+                 folder / "a.npz")
+    save_dataset(simulate_dataset(SimulationConfig(n_positions=9, seed=2, object_kind="lines", nphotons=1e6),
+                                  progress=False), folder / "b.npz")
+    return folder
+
+
+def _config(backend, data, out, **kw):
+    fields = dict(backend=backend, model=TINY, train_data_file=data, output_dir=out, nepochs=1, batch_size=4,
+                  accelerator="cpu", progress=False)
+    fields.update(kw)
+    return TrainingConfig(**fields)
+
+
+def _weights(handle):
+    return backends.get(handle.backend).export_weights(handle)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_datasets_train_together(backend, scans, tmp_path):
+    pytest.importorskip({"pytorch": "torch", "tensorflow": "tensorflow"}[backend])
+    result = workflow.train(_config(backend, str(scans / "*.npz"), tmp_path))
+    assert result.epochs == 1
+    assert np.isfinite(result.history["deviance"][0]) and result.history["deviance"][0] >= 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_init_from_starts_at_the_bundle_and_trains_on(backend, scans, tmp_path):
+    pytest.importorskip({"pytorch": "torch", "tensorflow": "tensorflow"}[backend])
+    base = workflow.train(_config(backend, scans / "a.npz", tmp_path / "base"))
+    bundle.save_bundle(base.model, tmp_path / "model", training_config=base.model.training_config)
+    saved = _weights(bundle.load_bundle(tmp_path / "model"))
+    fresh = _weights(backends.get(backend).build_model(TINY, _config(backend, None, tmp_path)))
+    # a learning rate of 1e-12 moves no weight measurably: what training started from is what comes out
+    still = workflow.train(_config(backend, scans / "b.npz", tmp_path / "still", learning_rate=1e-12),
+                           init_from=tmp_path / "model")
+    moved = workflow.train(_config(backend, scans / "b.npz", tmp_path / "moved"), init_from=tmp_path / "model")
+    after_still, after_moved = _weights(still.model), _weights(moved.model)
+    assert set(after_still) == set(saved)
+    network = [k for k in saved if saved[k].size > 16]  # the convolution kernels
+    for key in saved:
+        np.testing.assert_allclose(after_still[key], saved[key], atol=1e-6, err_msg=key)
+    assert any(not np.allclose(fresh[k], saved[k]) for k in network)  # a new model would have started elsewhere
+    assert any(not np.allclose(after_moved[k], saved[k], atol=1e-6) for k in network)  # training changes them
+    # a different architecture is refused before training, naming the field
+    with pytest.raises(ConfigError, match=r"n_filters_scale: bundle 1, config 2"):
+        workflow.train(_config(backend, scans / "b.npz", tmp_path / "x", model=ModelConfig()),
+                       init_from=tmp_path / "model")
+
+
+def test_bundle_of_the_other_backend_suggests_convert(scans, tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    base = workflow.train(_config("tensorflow", scans / "a.npz", tmp_path / "tf"))
+    bundle.save_bundle(base.model, tmp_path / "tf-model", training_config=base.model.training_config)
+    code = cli.main(["train", "--backend", "pytorch", "--train-data", str(scans / "b.npz"), "--output-dir",
+                     str(tmp_path / "pt"), "--init-from", str(tmp_path / "tf-model"), "--nepochs", "1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"ptycho convert {tmp_path / 'tf-model'} --to pytorch" in err and "backend 'tensorflow'" in err
+    assert not (tmp_path / "pt").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pretrain_cli_then_infer_an_unseen_scan(backend, scans, tmp_path, capsys):
+    pytest.importorskip({"pytorch": "torch", "tensorflow": "tensorflow"}[backend])
+    out = tmp_path / "pre"
+    code = cli.main(["pretrain", "--backend", backend, "--accelerator", "cpu", "--output-dir", str(out),
+                     "--n-objects", "2", "--n-positions", "9", "--photon-levels", "1e6", "1e9", "--nepochs", "1",
+                     "--n-filters-scale", "1", "--batch-size", "4", "--probe-from", str(scans / "a.npz"), "-q"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["corpus"]["recipe"]["probe_from"] == str(scans / "a.npz")
+    assert summary["corpus"]["n_patterns"] == 18 and summary["epochs"] == 1
+    rec = workflow.infer(workflow.inference_config_for(
+        attrs.evolve(_config(backend, scans / "b.npz", tmp_path / "infer")), model_path=out / "model"))
+    assert np.isfinite(rec.object).all() and "metrics" in rec.metadata
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batches_mix_datasets(backend, scans, tmp_path):
+    """The backends shuffle the concatenated groups: a batch holds groups of both datasets."""
+    from ptycho_data.grouping import group_datasets
+    from ptycho_data.npz import load_dataset
+
+    pytest.importorskip({"pytorch": "torch", "tensorflow": "tensorflow"}[backend])
+    g = group_datasets([load_dataset(scans / "a.npz"), load_dataset(scans / "b.npz")], seed=0)
+    marked = attrs.evolve(g, X=np.repeat(g.dataset_index.astype(np.float32), 64 * 64).reshape(g.X.shape))
+    cfg = _config(backend, None, tmp_path, batch_size=8)
+    if backend == "pytorch":
+        from ptycho_torch.train import _loader
+
+        firsts = [batch[0].numpy()[:, 0, 0, 0] for batch in _loader(marked, cfg)]
+    else:
+        from ptycho_tf.train import _dataset
+
+        firsts = [batch[0]["X"].numpy()[:, 0, 0, 0] for batch in _dataset(marked, cfg)]
+    assert sum(len(b) for b in firsts) == g.n_groups
+    assert any(len(set(b.tolist())) == 2 for b in firsts)
+    assert sorted(np.concatenate(firsts).tolist()) == sorted(g.dataset_index.tolist())
