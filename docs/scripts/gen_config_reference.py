@@ -201,7 +201,12 @@ Configs come from three places, and all three use the field names below:
 - **Files** (TOML, JSON or YAML) read by `ptycho_core.serialize.load_config` and by
   `--config FILE` on the command line. A file holds one config at top level (model settings in
   a `model` table) or sections `[model]`, `[training]`, `[inference]`; `[model]` is shared.
-  Reading is strict: an unknown key, a wrong type or a value outside the allowed values is a
+  `ptycho train` reads `[model]` and `[training]`; `ptycho infer` reads `[inference]` (the model
+  bundle fixes the model settings); `ptycho run` and `ptycho demo` read all three: they
+  reconstruct with the settings `[training]` implies (its model, test data, seed, neighbour
+  count, ...) replaced by every key `[inference]` sets. There `[inference]` may repeat but
+  not change `model_path`, `test_data_file`, `backend` and `output_dir` (the run decides
+  them). Reading is strict: an unknown key, a wrong type or a value outside the allowed values is a
   `ConfigError` naming the file, the field and what is allowed.
 - **Command-line flags** of `ptycho train`, `ptycho run`, `ptycho demo` and `ptycho infer`
   (column *CLI flag*), applied on top of `--config`.
