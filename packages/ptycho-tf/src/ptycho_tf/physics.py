@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ptycho_core.errors import ConfigError
+from ptycho_core.reference_layer import canvas_side  # the merge canvas side S, one formula for all backends
 from ptycho_tf._env import keras, tf
 
 MERGE_EPS = 1e-3
@@ -77,11 +78,6 @@ def translate(img: tf.Tensor, dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
 
 def _real_dtype(x: tf.Tensor):
     return x.dtype.real_dtype if x.dtype.is_complex else x.dtype
-
-
-def canvas_side(N: int, gridsize: int) -> int:
-    """Side ``S = N + (gridsize - 1) * 4 + 10`` of the per-group merge canvas."""
-    return N + (gridsize - 1) * 4 + 10
 
 
 def central_window(N: int) -> np.ndarray:

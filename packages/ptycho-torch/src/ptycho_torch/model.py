@@ -13,10 +13,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ptycho_core.config import ModelConfig
+from ptycho_core.config import ALLOWED_N, DEFAULT_GRIDSIZE, ModelConfig
 from ptycho_core.errors import ConfigError
 
-ALLOWED_N = (64, 128, 256)
 _BIG_BORDER = 4  # feature channels fed to the probe_big branch
 
 
@@ -157,8 +156,9 @@ class PtychoNet(nn.Module):
         decides, with ``gridsize`` and ``probe_big``, whether the ``probe_big`` branch is built.
     """
 
-    def __init__(self, *, N: int, gridsize: int = 1, n_filters_scale: int = 2, amp_activation: str = "sigmoid",
-                 pad_object: bool = True, probe_big: bool = True, object_big: bool = True) -> None:
+    def __init__(self, *, N: int, gridsize: int = DEFAULT_GRIDSIZE, n_filters_scale: int = 2,
+                 amp_activation: str = "sigmoid", pad_object: bool = True, probe_big: bool = True,
+                 object_big: bool = True) -> None:
         super().__init__()
         if N not in ALLOWED_N:
             raise ConfigError(f"ModelConfig.N: expected one of {ALLOWED_N}, got {N!r}")
