@@ -29,15 +29,22 @@ def exception_chain(exc: BaseException) -> tuple[str, ...]:
     return tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__ if c not in (object, BaseException))
 
 
-def traceback_frames(info: pytest.ExceptionInfo, root: Path | None = None) -> tuple[str, ...]:
+def traceback_frames(info: pytest.ExceptionInfo, root: Path | None = None,
+                     start: Path | None = None) -> tuple[str, ...]:
     """The frames of a failure's traceback, outermost first: ``path:line in qualified.name``.
+
+    With ``start`` (the test's file) the frames of pytest itself before the test's own are left
+    out, as pytest's report does; a failure that never reached that file keeps all frames.
 
     ``path`` is relative to ``root`` where it lies under it (``packages/ptycho-torch/tests/test_io.py``),
     else absolute (``.../site-packages/lightning/pytorch/core/saving.py``); the name is the code
     object's qualified name (``PtychoLightningModule.__init__``). At most :data:`MAX_FRAMES`.
     """
     out = []
-    for entry in info.traceback:
+    traceback = info.traceback
+    if start is not None:
+        traceback = traceback.cut(path=start)
+    for entry in traceback:
         path = Path(str(entry.path))
         if root is not None:
             try:
@@ -90,7 +97,7 @@ class Recorder:
         if info is not None and not info.errisinstance((pytest.skip.Exception, pytest.xfail.Exception)):
             message = str(info.value)[:MAX_MESSAGE]
             self.excinfo[(item.nodeid, call.when)] = (info.type.__name__, exception_chain(info.value), message,
-                                                      traceback_frames(info, self.config.rootpath))
+                                                      traceback_frames(info, self.config.rootpath, item.path))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.entries.setdefault(report.nodeid, {"outcome": "passed", "duration": 0.0})
