@@ -29,6 +29,16 @@ FILES = {
             monkeypatch.setitem(sys.modules, "torch", None)  # torch not installed
             import torch  # noqa: F401
         """,
+    # a backend test file importing its framework at the top: a collection error, no test item (POLICY-001)
+    "packages/ptycho-tf/tests/test_tf_collect.py": """
+        import sys
+
+        sys.modules["tensorflow"] = None  # tensorflow not installed
+        import tensorflow  # noqa: E402, F401
+
+        def test_never_collected():
+            pass
+        """,
     # the same import failing in a backend's own module, called from a test outside the backend (POLICY-001)
     "packages/ptycho-tf/src/ptycho_tf_fake/model.py": """
         def build():
@@ -87,6 +97,7 @@ FILES = {
 }
 
 EXPECTED = {
+    "packages/ptycho-tf/tests/test_tf_collect.py": "POLICY-001",
     "packages/ptycho-torch/tests/test_policy_torch.py::test_model_builds": "POLICY-001",
     "tests/integration/test_policy_frames.py::test_cli_cycle": "POLICY-001",
     "packages/ptycho-core/tests/test_core_torch.py::test_core_without_framework": "FAIL-001",
@@ -110,7 +121,7 @@ def recorded(tmp_path_factory):
     history = root / "h.sqlite"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTYCHO_CI_")}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--import-mode=importlib",
-                           "--ptycho-ci-history", str(history), "packages", "tests"],
+                           "--continue-on-collection-errors", "--ptycho-ci-history", str(history), "packages", "tests"],
                           cwd=root, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     return history
@@ -135,3 +146,7 @@ def test_frames_are_recorded_innermost_last(recorded):
     decoder = results["tests/parity/test_decoder_parity.py::test_decoders_agree"]
     assert any(f.endswith(" in decoder") for f in decoder.frames)
     assert "must match exactly" in decoder.message and decoder.exc_type == "ValueError"
+    collect = results["packages/ptycho-tf/tests/test_tf_collect.py"]
+    assert (collect.outcome, collect.phase, collect.exc_type) == ("error", "collect", "ModuleNotFoundError")
+    assert "builtins.ImportError" in collect.exc_types and "tensorflow" in collect.message
+    assert collect.frames[-1].startswith("packages/ptycho-tf/tests/test_tf_collect.py:4 in <module>")

@@ -9,7 +9,9 @@ suite's conftest files register, into the history store in one transaction.
 
 from __future__ import annotations
 
+import builtins
 import os
+import re
 import time
 from pathlib import Path
 
@@ -26,7 +28,12 @@ MAX_FRAMES = 60
 
 def exception_chain(exc: BaseException) -> tuple[str, ...]:
     """``module.QualName`` of the exception's class and its bases, most derived first (no object/BaseException)."""
-    return tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__ if c not in (object, BaseException))
+    return class_chain(type(exc))
+
+
+def class_chain(cls: type) -> tuple[str, ...]:
+    """``module.QualName`` of an exception class and its bases, most derived first (no object/BaseException)."""
+    return tuple(f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__ if c not in (object, BaseException))
 
 
 def traceback_frames(info: pytest.ExceptionInfo, root: Path | None = None,
@@ -54,6 +61,37 @@ def traceback_frames(info: pytest.ExceptionInfo, root: Path | None = None,
         code = entry.frame.code.raw
         out.append(f"{path.as_posix()}:{entry.lineno + 1} in {getattr(code, 'co_qualname', code.co_name)}")
     return tuple(out[-MAX_FRAMES:])
+
+
+_ERROR_LINE = re.compile(r"^E\s+([A-Za-z_][\w.]*): (.*)$", re.M)
+_FRAME_LINE = re.compile(r"^(\S.*?):(\d+): in (\S+)$", re.M)
+
+
+def collection_failure(text: str, root: Path | None = None) -> dict:
+    """Exception, bases, message and frames of a collection error, read from pytest's report text.
+
+    A test module that fails to import (``import torch`` at its top with torch missing) has no
+    test item and no exception object in any hook: pytest reports the traceback as text
+    (``path:line: in name`` lines, then ``E   ModuleNotFoundError: No module named 'torch'``).
+    The bases are known for built-in exception classes only.
+    """
+    errors = _ERROR_LINE.findall(text)
+    frames = []
+    for path, line, name in _FRAME_LINE.findall(text):
+        p = Path(path)
+        if root is not None and p.is_absolute():
+            try:
+                p = p.relative_to(root)
+            except ValueError:
+                pass
+        frames.append(f"{p.as_posix()}:{line} in {name}")
+    if not errors:
+        return {"exc_type": None, "exc_types": (), "message": text[:MAX_MESSAGE], "frames": tuple(frames[-MAX_FRAMES:])}
+    kind, message = errors[-1]
+    cls = getattr(builtins, kind, None)
+    chain = class_chain(cls) if isinstance(cls, type) and issubclass(cls, BaseException) else (kind,)
+    return {"exc_type": kind.rsplit(".", 1)[-1], "exc_types": chain, "message": message[:MAX_MESSAGE],
+            "frames": tuple(frames[-MAX_FRAMES:])}
 
 
 def backend_of(item: pytest.Item, default: str | None) -> str | None:
@@ -98,6 +136,14 @@ class Recorder:
             message = str(info.value)[:MAX_MESSAGE]
             self.excinfo[(item.nodeid, call.when)] = (info.type.__name__, exception_chain(info.value), message,
                                                       traceback_frames(info, self.config.rootpath, item.path))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A test file that cannot be collected (an import error at its top) is recorded as an ``error``."""
+        if not report.failed:
+            return
+        entry = self.entries.setdefault(report.nodeid, {"outcome": "error", "duration": 0.0})
+        entry.update(outcome="error", phase="collect", location=report.nodeid.split("::")[0],
+                     **collection_failure(str(report.longrepr), self.config.rootpath))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.entries.setdefault(report.nodeid, {"outcome": "passed", "duration": 0.0})
