@@ -21,11 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ptycho_core.errors import ConfigError
-from ptycho_core.reference_layer import canvas_side  # the merge canvas side S, one formula for all backends
+from ptycho_core.reference_layer import LOG_EPS, MERGE_EPS, canvas_side  # one definition for all backends
 from ptycho_tf._env import keras, tf
-
-MERGE_EPS = 1e-3
-LOG_EPS = 1e-12
 
 
 def _shift_matrices(d: tf.Tensor, out_len: int, in_len: int, first: int, dtype) -> tf.Tensor:

@@ -13,10 +13,7 @@ import torch
 from torch import nn
 
 from ptycho_core.errors import ConfigError
-from ptycho_core.reference_layer import canvas_side  # the merge canvas side S, one formula for all backends
-
-MERGE_EPS = 1e-3
-LOG_EPS = 1e-12
+from ptycho_core.reference_layer import LOG_EPS, MERGE_EPS, canvas_side  # one definition for all backends
 
 
 def _shift_axis(x: torch.Tensor, d: torch.Tensor, dim: int) -> torch.Tensor:
