@@ -1,24 +1,19 @@
 """The trigger table classifies failures raised the way real code raises them.
 
-A nested pytest run (pytester, recording on) holds test files laid out like this repository
-(``packages/ptycho-torch/tests``, ``tests/parity``, ...) whose tests fail through the real
-import machinery and real NumPy errors; the recorded run is then classified by the shipped
-triggers, which see the exception, its message, its traceback frames and the node id.
+A nested pytest run with recording on (:func:`ptycho_ci.trial.run_recorded_suite`) holds test
+files laid out like this repository (``packages/ptycho-torch/tests``, ``tests/parity``, ...)
+whose tests fail through the real import machinery and real NumPy errors; the recorded run is
+then classified by the shipped triggers, which see the exception, its message, its traceback
+frames and the node id.
 The checkpoint case (FAIL-003 through Lightning's ``load_from_checkpoint``) needs torch and
 lives in ``packages/ptycho-torch/tests/test_torch_ci_classification.py``.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
-from ptycho_ci.evaluate import evaluate
-from ptycho_ci.history import HistoryStore
+from ptycho_ci.trial import classification, latest_results, run_recorded_suite
 
 FILES = {
     # a backend test whose framework is missing from the environment (POLICY-001)
@@ -111,33 +106,18 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """Run the suite of :data:`FILES` in a pytest subprocess with recording on; the history file."""
-    root = tmp_path_factory.mktemp("repo")
-    (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    for name, text in FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    history = root / "h.sqlite"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PTYCHO_CI_")}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--import-mode=importlib",
-                           "--continue-on-collection-errors", "--ptycho-ci-history", str(history), "packages", "tests"],
-                          cwd=root, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return history
+    """The history of the suite of :data:`FILES`, run with recording on."""
+    return run_recorded_suite(FILES, tmp_path_factory.mktemp("repo"))
 
 
 def test_failures_are_classified_like_the_trigger_table(recorded):
-    with HistoryStore(recorded, create=False) as store:
-        results = {r.nodeid: r for r in store.results(store.latest_run().id)}
-        got = {b.subject: b.trigger.id for b in evaluate(store) if b.result is not None}
+    results = latest_results(recorded)
     assert set(results) == set(EXPECTED), sorted(results)
-    assert got == EXPECTED
+    assert classification(recorded) == EXPECTED
 
 
 def test_frames_are_recorded_innermost_last(recorded):
-    with HistoryStore(recorded, create=False) as store:
-        results = {r.nodeid: r for r in store.results(store.latest_run().id)}
+    results = latest_results(recorded)
     frames = results["tests/integration/test_policy_frames.py::test_cli_cycle"].frames
     assert len(frames) == 2  # from the test function on: pytest's own frames are left out
     assert frames[-2].startswith("tests/integration/test_policy_frames.py:")

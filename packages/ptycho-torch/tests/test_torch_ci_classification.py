@@ -10,15 +10,9 @@ mismatched feature maps in a parity test and outside one. The numpy-only cases a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
-from ptycho_ci.evaluate import evaluate
-from ptycho_ci.history import HistoryStore
+from ptycho_ci.trial import classification, latest_results, run_recorded_suite
 
 pytestmark = pytest.mark.pytorch
 
@@ -63,28 +57,14 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """Run the suite of :data:`FILES` in a pytest subprocess with recording on; the history file."""
-    root = tmp_path_factory.mktemp("repo")
-    (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-    for name, text in FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    history = root / "h.sqlite"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PTYCHO_CI_")}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--import-mode=importlib",
-                           "--ptycho-ci-history", str(history), "packages", "tests"],
-                          cwd=root, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return history
+    """The history of the suite of :data:`FILES`, run with recording on."""
+    return run_recorded_suite(FILES, tmp_path_factory.mktemp("repo"))
 
 
 def test_torch_failures_are_classified_like_the_trigger_table(recorded):
-    with HistoryStore(recorded, create=False) as store:
-        results = {r.nodeid: r for r in store.results(store.latest_run().id)}
-        got = {b.subject: b.trigger.id for b in evaluate(store) if b.result is not None}
+    results = latest_results(recorded)
     assert set(results) == set(EXPECTED), sorted(results)
-    assert got == EXPECTED
+    assert classification(recorded) == EXPECTED
     ckpt = results["packages/ptycho-torch/tests/test_resume_checkpoint.py::test_resume_from_checkpoint"]
     assert ckpt.exc_type == "TypeError" and "missing 1 required positional argument: 'model_config'" in ckpt.message
     assert "checkpoint" not in ckpt.message.lower()  # only the traceback says where it came from
