@@ -69,6 +69,30 @@ def _closure(func: Any) -> dict[str, Any]:
     return inspect.getclosurevars(func).nonlocals
 
 
+def _attrs_validator(name: str) -> type:
+    """The class of an :mod:`attrs.validators` validator (``in_``, ``ge``, ``optional``, ...)."""
+    v = attrs.validators
+    examples = {"in": v.in_((0,)), "number": v.ge(0), "instance_of": v.instance_of(int), "and": v.and_(),
+                "optional": v.optional(v.ge(0)), "not": v.not_(v.ge(0))}
+    return type(examples[name])
+
+
+def _describe(validator: Any) -> str | None:
+    """What an attrs validator (or an ``and_`` of them) allows; None for a part that only guards the type."""
+    if isinstance(validator, _attrs_validator("and")):
+        parts = validator._validators
+        bound = next((v for v in parts if isinstance(v, _attrs_validator("number"))), None)
+        if bound is not None:
+            integer = any(isinstance(v, _attrs_validator("instance_of")) and v.type is int for v in parts)
+            return f"{'integer' if integer else 'number'} {bound.compare_op} {bound.bound:g}"
+        return next((text for v in parts if (text := _describe(v)) is not None), None)
+    if isinstance(validator, _attrs_validator("in")):
+        return "one of " + ", ".join(f"`{_value(v)}`" for v in validator.options)
+    if isinstance(validator, _attrs_validator("instance_of")) and validator.type is bool:
+        return "`true` or `false`"
+    return None
+
+
 def allowed_values(field: attrs.Attribute) -> str:
     """Describe what the field's validator accepts.
 
@@ -88,18 +112,9 @@ def allowed_values(field: attrs.Attribute) -> str:
             return "a path (file, lazy dataset, directory of datasets or glob pattern), a list of paths, or not set"
         raise ValueError(f"{field.name}: no validator and no known converter to describe")
     name = getattr(validator, "__qualname__", type(validator).__name__)
-    if name == "_boolean":
-        return "`true` or `false`"
     if name == "_backend_id":
         known = ", ".join(f"`{k}`" for k in sorted(KNOWN_BACKENDS))
         return f"{known}, or the id of an installed third-party backend"
-    if name.startswith("_one_of."):
-        return "one of " + ", ".join(f"`{_value(v)}`" for v in _closure(validator)["options"])
-    if name.startswith("_int_at_least."):
-        return f"integer >= {_closure(validator)['low']}"
-    if name.startswith("_optional_int_at_least."):
-        inner = _closure(validator)["inner"]
-        return f"integer >= {_closure(inner)['low']}, or not set"
     if name.startswith("_names_from."):
         env = _closure(validator)
         options = env["options"]
@@ -114,13 +129,13 @@ def allowed_values(field: attrs.Attribute) -> str:
         return f"a pair `[low, high]` with low <= high{bound}"
     if name == "_optional_positive":
         return "number > 0, or not set"
-    if name.startswith("_number."):
-        env = _closure(validator)
-        return f"number {'>' if env['strict'] else '>='} {env['low']:g}"
-    if name.startswith("_optional.<locals>.optional_check"):
-        inner = _closure(validator)["check"]
-        return allowed_values(field.evolve(validator=inner)) + ", or not set"
-    if type(validator).__name__ == "_InstanceOfValidator":
+    if isinstance(validator, _attrs_validator("optional")):
+        return allowed_values(field.evolve(validator=validator.validator)) + ", or not set"
+    if isinstance(validator, config_module._Expect):
+        text = _describe(validator.validator)
+        if text is not None:
+            return text
+    if isinstance(validator, _attrs_validator("instance_of")) and attrs.has(validator.type):
         return f"a `{validator.type.__name__}` table"
     raise ValueError(f"{field.name}: unknown validator {name!r}; teach gen_config_reference.py to describe it")
 
@@ -232,8 +247,13 @@ Configs come from three places, and all three use the field names below:
 - **Files** (TOML, JSON or YAML) read by `ptycho_core.serialize.load_config` and by
   `--config FILE` on the command line. A file holds one config at top level (model settings in
   a `model` table) or sections `[model]`, `[training]`, `[inference]`, `[corpus]`; `[model]` is
-  shared.
-  Reading is strict: an unknown key, a wrong type or a value outside the allowed values is a
+  shared; `ptycho pretrain` also reads `[corpus]`.
+  `ptycho train` reads `[model]` and `[training]`; `ptycho infer` reads `[inference]` (the model
+  bundle fixes the model settings); `ptycho run` and `ptycho demo` read all three: they
+  reconstruct with the settings `[training]` implies (its model, test data, seed, neighbour
+  count, ...) replaced by every key `[inference]` sets. There `[inference]` may repeat but
+  not change `model_path`, `test_data_file`, `backend` and `output_dir` (the run decides
+  them). Reading is strict: an unknown key, a wrong type or a value outside the allowed values is a
   `ConfigError` naming the file, the field and what is allowed.
 - **Command-line flags** of `ptycho train`, `ptycho run`, `ptycho demo`, `ptycho infer` and
   `ptycho pretrain` (column *CLI flag*), applied on top of `--config`.

@@ -22,11 +22,11 @@ def passed(nodeid: str, seconds: float = 0.1, markers: tuple[str, ...] = (), bac
 
 
 def failed(nodeid: str, exc: str, message: str, markers: tuple[str, ...] = (), backend: str | None = None,
-           outcome: str = "failed") -> TestResult:
-    """A failing result with the exception chain of ``exc``."""
+           outcome: str = "failed", frames: tuple[str, ...] = ()) -> TestResult:
+    """A failing result with the exception chain of ``exc`` (and the traceback ``frames``, outermost first)."""
     return TestResult(nodeid=nodeid, outcome=outcome, duration=0.5, markers=markers, backend=backend, exc_type=exc,
                       exc_types=CHAINS.get(exc, (f"builtins.{exc}",)), message=message, phase="call",
-                      location=nodeid.split("::")[0] + ":10")
+                      location=nodeid.split("::")[0] + ":10", frames=frames)
 
 
 def integration(total_seconds: float) -> list[TestResult]:

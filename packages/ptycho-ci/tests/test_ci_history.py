@@ -69,6 +69,26 @@ def test_missing_and_foreign_files(tmp_path):
             store.run(7)
 
 
+def test_schema_1_history_is_migrated_and_keeps_its_runs(tmp_path):
+    from ptycho_ci.history import _SCHEMA_V1
+
+    path = tmp_path / "h.sqlite"
+    with sqlite3.connect(path) as db:  # a history written by ptycho-ci before traceback frames were recorded
+        db.executescript(_SCHEMA_V1)
+        db.execute("INSERT INTO runs (started, finished, label) VALUES (0, 1, 'old')")
+        db.execute("INSERT INTO results (run_id, nodeid, outcome, duration, exc_type, exc_types, message) "
+                   "VALUES (1, 'pkg/test_a.py::test_x', 'failed', 0.5, 'TypeError', '[\"builtins.TypeError\"]', "
+                   "'boom')")
+        db.execute("PRAGMA user_version = 1")
+    with HistoryStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        (old,) = store.results(1)
+        assert old.exc_types == ("builtins.TypeError",) and old.message == "boom" and old.frames == ()
+        bad = failed("pkg/test_b.py::test_y", "TypeError", "boom", frames=("pkg/test_b.py:3 in test_y",))
+        run_id = add_run(store, [bad])
+        assert store.results(run_id) == [bad]
+
+
 def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "h.sqlite"
     HistoryStore(path).close()

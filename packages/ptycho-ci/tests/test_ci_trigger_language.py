@@ -35,7 +35,27 @@ def test_failure_condition_matches_all_keys():
     assert not cond.matches(passed("a.py::t", markers=("slow",), backend="pytorch"))
 
 
+def test_frame_and_any_match_where_the_error_came_from():
+    cond = parse_condition({"kind": "failure", "exception": "TypeError", "any": [
+        {"message": ["checkpoint"]}, {"frame": ["load_from_checkpoint"], "nodeid": ["packages/ptycho-torch/*"]}]}, "X")
+    assert cond.specificity == 2 and len(cond.alternatives) == 2
+    frames = ("packages/ptycho-torch/tests/test_io.py:12 in test_load",
+              "/venv/lightning/pytorch/core/module.py:1590 in LightningModule.load_from_checkpoint",
+              "/venv/lightning/pytorch/core/saving.py:186 in _load_state")
+    text = "PtychoLightningModule.__init__() missing 1 required positional argument: 'model_config'"
+    assert cond.matches(failed("packages/ptycho-torch/tests/test_io.py::test_load", "TypeError", text, frames=frames))
+    assert cond.matches(failed("x.py::t", "TypeError", "bad checkpoint"))  # the other alternative
+    assert not cond.matches(failed("x.py::t", "TypeError", text, frames=frames))  # frames, but not that node id
+    assert not cond.matches(failed("packages/ptycho-torch/tests/test_io.py::test_load", "TypeError", text))
+    assert not cond.matches(failed("packages/ptycho-torch/tests/test_io.py::test_load", "ValueError", text,
+                                   frames=frames))
+
+
 @pytest.mark.parametrize(("table", "needle"), [
+    ({"kind": "failure", "any": {"message": ["x"]}}, "any: expected a list of tables"),
+    ({"kind": "failure", "any": [{"mesage": ["x"]}]}, "did you mean 'message'"),
+    ({"kind": "failure", "any": [{"outcome": ["failed"]}]}, "unknown key 'outcome'"),
+    ({"kind": "failure", "frame": ["(unclosed"]}, "frame: '(unclosed' is not a valid regular expression"),
     ({"kind": "failure", "exceptoin": ["TypeError"]}, "did you mean 'exception'"),
     ({"kind": "failure", "message": ["(unclosed"]}, "not a valid regular expression"),
     ({"kind": "failure"}, "give at least one of"),

@@ -9,10 +9,13 @@ A trigger's ``condition`` table has a ``kind`` and kind-specific keys. Lists mea
     ``min_seconds``, optional ``baseline_multiple`` and ``consecutive`` (default 1).
 ``kind = "failure"``
     any of ``exception`` (class names, matched against the class and its bases, short or
-    qualified), ``message`` (regular expressions, searched case-insensitively),
-    ``nodeid`` (globs), ``markers``, ``backend``, ``group`` (group names), ``outcome``
-    (default ``["failed", "error"]``), or ``fallback = true`` (the trigger of failures no
-    other failure trigger classifies; it must have no other match key).
+    qualified), ``message`` (regular expressions, searched case-insensitively), ``frame``
+    (regular expressions, searched case-insensitively in each traceback frame
+    ``path:line in qualified.function``, e.g. ``load_from_checkpoint`` or ``ptycho_torch/``),
+    ``nodeid`` (globs on the test's node id), ``markers``, ``backend``, ``group`` (group
+    names), ``any`` (a list of tables of these match keys: at least one table must match
+    as a whole), ``outcome`` (default ``["failed", "error"]``), or ``fallback = true`` (the
+    trigger of failures no other failure trigger classifies; it must have no other match key).
 ``kind = "artifact"``
     ``checks`` (artifact check names, see :data:`ptycho_ci.artifacts.CHECKS`), optional
     ``path`` (globs), ``min_bytes`` (PNG size floor) and ``expect`` (PNG names required in a
@@ -35,7 +38,8 @@ ARTIFACT_CHECKS = (
 )
 KEYS = {
     "runtime": ("kind", "selector", "aggregate", "max_seconds", "min_seconds", "baseline_multiple", "consecutive"),
-    "failure": ("kind", "exception", "message", "nodeid", "markers", "backend", "group", "outcome", "fallback"),
+    "failure": ("kind", "exception", "message", "frame", "nodeid", "markers", "backend", "group", "any", "outcome",
+                "fallback"),
     "artifact": ("kind", "checks", "path", "min_bytes", "expect"),
 }
 
@@ -76,14 +80,19 @@ class RuntimeCondition:
 
 @dataclass(frozen=True)
 class FailureCondition:
-    """A failed test matched by exception, message, node id, markers, backend or group."""
+    """A failed test matched by exception, message, traceback frame, node id, markers, backend or group.
+
+    ``alternatives`` (the ``any`` key) holds conditions of match keys only: one of them must match too.
+    """
 
     exception: tuple[str, ...] = ()
     message: tuple[re.Pattern, ...] = ()
+    frame: tuple[re.Pattern, ...] = ()
     nodeid: tuple[str, ...] = ()
     markers: tuple[str, ...] = ()
     backend: tuple[str, ...] = ()
     group: tuple[str, ...] = ()
+    alternatives: tuple[FailureCondition, ...] = ()
     outcome: tuple[str, ...] = ("failed", "error")
     fallback: bool = False
     kind: str = "failure"
@@ -91,12 +100,20 @@ class FailureCondition:
     @property
     def specificity(self) -> int:
         """Number of match keys given (more keys: more specific, tried first at equal priority)."""
-        keys = (self.exception, self.message, self.nodeid, self.markers, self.backend, self.group)
+        keys = (self.exception, self.message, self.frame, self.nodeid, self.markers, self.backend, self.group,
+                self.alternatives)
         return sum(1 for k in keys if k)
 
     def matches(self, result: TestResult, groups: dict[str, Group] | None = None) -> bool:
         """True when every given key matches ``result`` (fallback conditions never match directly)."""
         if self.fallback or result.outcome not in self.outcome:
+            return False
+        return self._keys_match(result, groups)
+
+    def _keys_match(self, result: TestResult, groups: dict[str, Group] | None) -> bool:
+        if self.alternatives and not any(alt._keys_match(result, groups) for alt in self.alternatives):
+            return False
+        if self.frame and not any(p.search(f) for p in self.frame for f in result.frames):
             return False
         if self.exception and not _exception_matches(result, self.exception):
             return False
@@ -180,15 +197,43 @@ def _runtime(table: dict, trigger_id: str) -> RuntimeCondition:
     return RuntimeCondition(selector=selector, aggregate=aggregate, rule=rule)
 
 
-def _failure(table: dict, trigger_id: str) -> FailureCondition:
+def _patterns(table: dict, key: str, trigger_id: str) -> tuple[re.Pattern, ...]:
     patterns = []
-    for text in _strings(table, "message", trigger_id):
+    for text in _strings(table, key, trigger_id):
         try:
             patterns.append(re.compile(text, re.IGNORECASE))
         except re.error as exc:
             raise TriggerSpecError(
-                f"{_where(trigger_id)}.message: {text!r} is not a valid regular expression ({exc})"
+                f"{_where(trigger_id)}.{key}: {text!r} is not a valid regular expression ({exc})"
             ) from None
+    return tuple(patterns)
+
+
+#: Keys of a table in a failure condition's ``any`` list.
+ALTERNATIVE_KEYS = ("exception", "message", "frame", "nodeid", "markers", "backend", "group")
+
+
+def _alternatives(table: dict, trigger_id: str) -> tuple[FailureCondition, ...]:
+    value = table.get("any", [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) and v for v in value):
+        raise TriggerSpecError(f"{_where(trigger_id)}.any: expected a list of tables of match keys, got {value!r}")
+    out = []
+    for i, alt in enumerate(value):
+        where = f"{trigger_id}: condition.any[{i}]"
+        for key in alt:
+            if key not in ALTERNATIVE_KEYS:
+                hint = did_you_mean(key, list(ALTERNATIVE_KEYS))
+                raise TriggerSpecError(f"trigger {where}: unknown key {key!r}{hint}; "
+                                       f"allowed: {', '.join(ALTERNATIVE_KEYS)}")
+        out.append(FailureCondition(
+            exception=_strings(alt, "exception", trigger_id), message=_patterns(alt, "message", trigger_id),
+            frame=_patterns(alt, "frame", trigger_id), nodeid=_strings(alt, "nodeid", trigger_id),
+            markers=_strings(alt, "markers", trigger_id), backend=_strings(alt, "backend", trigger_id),
+            group=_strings(alt, "group", trigger_id)))
+    return tuple(out)
+
+
+def _failure(table: dict, trigger_id: str) -> FailureCondition:
     outcome = _strings(table, "outcome", trigger_id) or ("failed", "error")
     bad = [o for o in outcome if o not in OUTCOMES]
     if bad:
@@ -197,7 +242,8 @@ def _failure(table: dict, trigger_id: str) -> FailureCondition:
     if not isinstance(fallback, bool):
         raise TriggerSpecError(f"{_where(trigger_id)}.fallback: expected true or false, got {fallback!r}")
     cond = FailureCondition(
-        exception=_strings(table, "exception", trigger_id), message=tuple(patterns),
+        exception=_strings(table, "exception", trigger_id), message=_patterns(table, "message", trigger_id),
+        frame=_patterns(table, "frame", trigger_id), alternatives=_alternatives(table, trigger_id),
         nodeid=_strings(table, "nodeid", trigger_id), markers=_strings(table, "markers", trigger_id),
         backend=_strings(table, "backend", trigger_id), group=_strings(table, "group", trigger_id),
         outcome=outcome, fallback=fallback,
@@ -206,8 +252,8 @@ def _failure(table: dict, trigger_id: str) -> FailureCondition:
         raise TriggerSpecError(f"{_where(trigger_id)}: a fallback condition takes no match keys")
     if not fallback and not cond.specificity:
         raise TriggerSpecError(
-            f"{_where(trigger_id)}: give at least one of exception, message, nodeid, markers, backend, group "
-            "(or fallback = true)"
+            f"{_where(trigger_id)}: give at least one of exception, message, frame, nodeid, markers, backend, group, "
+            "any (or fallback = true)"
         )
     return cond
 

@@ -68,6 +68,7 @@ def _evidence(breach: Breach) -> list[str]:
                                      ["backend", r.backend or "-"], ["markers", ", ".join(r.markers) or "-"],
                                      ["duration", f"{r.duration:.2f} s"]]),
             "", "```text", (r.message or "(no message)").strip(), "```", "",
+            *(["Traceback (innermost last):", "", "```text", *r.frames[-12:], "```", ""] if r.frames else []),
         ]
     if breach.finding is not None:
         f = breach.finding

@@ -23,7 +23,7 @@ from pathlib import Path
 from ptycho_ci.errors import HistoryError
 from ptycho_ci.records import ArtifactFinding, Run, TestResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA_V1 = """
@@ -67,7 +67,13 @@ CREATE TABLE IF NOT EXISTS baselines (
 );
 """
 
-_RESULT_COLUMNS = "nodeid, outcome, duration, markers, backend, exc_type, exc_types, message, phase, location"
+_SCHEMA_V2 = """
+ALTER TABLE results ADD COLUMN frames TEXT NOT NULL DEFAULT '[]'
+"""
+"""Version 2 adds the traceback frames of a failure (``TestResult.frames``)."""
+
+_RESULT_COLUMNS = ("nodeid, outcome, duration, markers, backend, exc_type, exc_types, message, phase, location, "
+                   "frames")
 
 
 class HistoryStore:
@@ -128,10 +134,13 @@ class HistoryStore:
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]  # another writer may have migrated
+            if version == 0:
                 for statement in filter(str.strip, _SCHEMA_V1.split(";")):
                     self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < 2:
+                self._db.execute(_SCHEMA_V2)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -183,7 +192,7 @@ class HistoryStore:
         """
         rows = [
             (r.nodeid, r.outcome, float(r.duration), json.dumps(list(r.markers)), r.backend, r.exc_type,
-             json.dumps(list(r.exc_types)), r.message, r.phase, r.location)
+             json.dumps(list(r.exc_types)), r.message, r.phase, r.location, json.dumps(list(r.frames)))
             for r in results
         ]
         self._db.execute("BEGIN IMMEDIATE")
@@ -196,7 +205,7 @@ class HistoryStore:
             )
             run_id = int(cur.lastrowid)
             self._db.executemany(
-                f"INSERT OR REPLACE INTO results (run_id, {_RESULT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO results (run_id, {_RESULT_COLUMNS}) VALUES ({', '.join(['?'] * 12)})",
                 [(run_id, *row) for row in rows],
             )
             self._insert_artifacts(run_id, artifacts)
@@ -273,8 +282,9 @@ class HistoryStore:
         ).fetchall()
         return [
             TestResult(nodeid=n, outcome=o, duration=d, markers=tuple(json.loads(m)), backend=b, exc_type=e,
-                       exc_types=tuple(json.loads(es)), message=msg, phase=ph, location=loc)
-            for n, o, d, m, b, e, es, msg, ph, loc in rows
+                       exc_types=tuple(json.loads(es)), message=msg, phase=ph, location=loc,
+                       frames=tuple(json.loads(fr)))
+            for n, o, d, m, b, e, es, msg, ph, loc, fr in rows
         ]
 
     def artifacts(self, run_id: int) -> list[ArtifactFinding]:

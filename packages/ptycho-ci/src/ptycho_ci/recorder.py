@@ -1,15 +1,17 @@
 """The pytest-side recorder, registered by :mod:`ptycho_ci.pytest_plugin` only when history is on.
 
 For every test node it keeps the outcome, the summed setup/call/teardown duration, the
-markers, the backend and (for failures) the exception class with its bases and message,
-and at the end of the session writes one run, with the environment capture, the
+markers, the backend and (for failures) the exception class with its bases, its message
+and its traceback frames, and at the end of the session writes one run, with the environment capture, the
 artifact findings of ``--ptycho-ci-artifacts`` directories and the triggers the test
 suite's conftest files register, into the history store in one transaction.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
+import re
 import time
 from pathlib import Path
 
@@ -20,11 +22,76 @@ from ptycho_ci.records import ArtifactFinding, TestResult
 BACKEND_IDS = ("pytorch", "tensorflow")
 IGNORED_MARKERS = {"parametrize", "usefixtures", "filterwarnings"}
 MAX_MESSAGE = 4000
+MAX_FRAMES = 60
+"""Frames kept of a failure's traceback (the innermost ones, where the error was raised)."""
 
 
 def exception_chain(exc: BaseException) -> tuple[str, ...]:
     """``module.QualName`` of the exception's class and its bases, most derived first (no object/BaseException)."""
-    return tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__ if c not in (object, BaseException))
+    return class_chain(type(exc))
+
+
+def class_chain(cls: type) -> tuple[str, ...]:
+    """``module.QualName`` of an exception class and its bases, most derived first (no object/BaseException)."""
+    return tuple(f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__ if c not in (object, BaseException))
+
+
+def traceback_frames(info: pytest.ExceptionInfo, root: Path | None = None,
+                     start: Path | None = None) -> tuple[str, ...]:
+    """The frames of a failure's traceback, outermost first: ``path:line in qualified.name``.
+
+    With ``start`` (the test's file) the frames of pytest itself before the test's own are left
+    out, as pytest's report does; a failure that never reached that file keeps all frames.
+
+    ``path`` is relative to ``root`` where it lies under it (``packages/ptycho-torch/tests/test_io.py``),
+    else absolute (``.../site-packages/lightning/pytorch/core/saving.py``); the name is the code
+    object's qualified name (``PtychoLightningModule.__init__``). At most :data:`MAX_FRAMES`.
+    """
+    out = []
+    traceback = info.traceback
+    if start is not None:
+        traceback = traceback.cut(path=start)
+    for entry in traceback:
+        path = Path(str(entry.path))
+        if root is not None:
+            try:
+                path = path.relative_to(root)
+            except ValueError:
+                pass
+        code = entry.frame.code.raw
+        out.append(f"{path.as_posix()}:{entry.lineno + 1} in {getattr(code, 'co_qualname', code.co_name)}")
+    return tuple(out[-MAX_FRAMES:])
+
+
+_ERROR_LINE = re.compile(r"^E\s+([A-Za-z_][\w.]*): (.*)$", re.M)
+_FRAME_LINE = re.compile(r"^(\S.*?):(\d+): in (\S+)$", re.M)
+
+
+def collection_failure(text: str, root: Path | None = None) -> dict:
+    """Exception, bases, message and frames of a collection error, read from pytest's report text.
+
+    A test module that fails to import (``import torch`` at its top with torch missing) has no
+    test item and no exception object in any hook: pytest reports the traceback as text
+    (``path:line: in name`` lines, then ``E   ModuleNotFoundError: No module named 'torch'``).
+    The bases are known for built-in exception classes only.
+    """
+    errors = _ERROR_LINE.findall(text)
+    frames = []
+    for path, line, name in _FRAME_LINE.findall(text):
+        p = Path(path)
+        if root is not None and p.is_absolute():
+            try:
+                p = p.relative_to(root)
+            except ValueError:
+                pass
+        frames.append(f"{p.as_posix()}:{line} in {name}")
+    if not errors:
+        return {"exc_type": None, "exc_types": (), "message": text[:MAX_MESSAGE], "frames": tuple(frames[-MAX_FRAMES:])}
+    kind, message = errors[-1]
+    cls = getattr(builtins, kind, None)
+    chain = class_chain(cls) if isinstance(cls, type) and issubclass(cls, BaseException) else (kind,)
+    return {"exc_type": kind.rsplit(".", 1)[-1], "exc_types": chain, "message": message[:MAX_MESSAGE],
+            "frames": tuple(frames[-MAX_FRAMES:])}
 
 
 def backend_of(item: pytest.Item, default: str | None) -> str | None:
@@ -53,7 +120,7 @@ class Recorder:
         self.default_backend = config.getoption("ptycho_ci_backend") or os.environ.get("PTYCHO_CI_BACKEND") or None
         self.label = config.getoption("ptycho_ci_label") or os.environ.get("PTYCHO_CI_LABEL") or None
         self.described: dict[str, tuple[tuple[str, ...], str | None]] = {}
-        self.excinfo: dict[tuple[str, str], tuple[str, tuple[str, ...], str]] = {}
+        self.excinfo: dict[tuple[str, str], tuple[str, tuple[str, ...], str, tuple[str, ...]]] = {}
         self.entries: dict[str, dict] = {}
         self.run_id: int | None = None
         self.notes: list[str] = []
@@ -67,7 +134,16 @@ class Recorder:
         info = call.excinfo
         if info is not None and not info.errisinstance((pytest.skip.Exception, pytest.xfail.Exception)):
             message = str(info.value)[:MAX_MESSAGE]
-            self.excinfo[(item.nodeid, call.when)] = (info.type.__name__, exception_chain(info.value), message)
+            self.excinfo[(item.nodeid, call.when)] = (info.type.__name__, exception_chain(info.value), message,
+                                                      traceback_frames(info, self.config.rootpath, item.path))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A test file that cannot be collected (an import error at its top) is recorded as an ``error``."""
+        if not report.failed:
+            return
+        entry = self.entries.setdefault(report.nodeid, {"outcome": "error", "duration": 0.0})
+        entry.update(outcome="error", phase="collect", location=report.nodeid.split("::")[0],
+                     **collection_failure(str(report.longrepr), self.config.rootpath))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.entries.setdefault(report.nodeid, {"outcome": "passed", "duration": 0.0})
@@ -91,7 +167,7 @@ class Recorder:
             entry["location"] = f"{self._relative(crash.path)}:{crash.lineno}"
         found = self.excinfo.get((report.nodeid, report.when))
         if found is not None:
-            entry["exc_type"], entry["exc_types"], entry["message"] = found
+            entry["exc_type"], entry["exc_types"], entry["message"], entry["frames"] = found
         elif crash is not None:
             kind, sep, message = crash.message.partition(": ")
             is_name = sep and kind.replace(".", "").replace("_", "").isalnum()
@@ -115,7 +191,7 @@ class Recorder:
             out.append(TestResult(
                 nodeid=nodeid, outcome=e["outcome"], duration=e["duration"], markers=markers, backend=backend,
                 exc_type=e.get("exc_type"), exc_types=tuple(e.get("exc_types", ())), message=e.get("message"),
-                phase=e.get("phase"), location=e.get("location"),
+                phase=e.get("phase"), location=e.get("location"), frames=tuple(e.get("frames", ())),
             ))
         return out
 

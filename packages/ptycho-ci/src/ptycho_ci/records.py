@@ -15,7 +15,10 @@ class TestResult:
 
     ``duration`` sums setup, call and teardown in seconds. ``exc_types`` lists the failure's
     exception class and its bases as ``module.QualName`` (most derived first), so a trigger
-    on ``ValueError`` also matches ``ptycho_core.errors.DataError``.
+    on ``ValueError`` also matches ``ptycho_core.errors.DataError``. ``frames`` is the failure's
+    traceback, outermost first, one ``path:line in qualified.function`` per frame (paths relative
+    to the rootdir where they lie under it), so a trigger can match where the error came from
+    (``load_from_checkpoint``, ``ptycho_torch/model.py``) as well as what it says.
     """
 
     __test__ = False  # not a pytest test class
@@ -30,6 +33,7 @@ class TestResult:
     message: str | None = None
     phase: str | None = None
     location: str | None = None
+    frames: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:

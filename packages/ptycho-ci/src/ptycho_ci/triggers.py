@@ -13,7 +13,7 @@ twelve triggers of the integration handbook)::
     owner = "backend-maintainers"
     sla = "1d"                   # response time: <number><m|h|d|w>
     priority = 80                # higher is tried first; then the more specific condition
-    condition = { kind = "failure", exception = ["TypeError"], message = ["checkpoint"] }
+    condition = { kind = "failure", exception = ["TypeError"], frame = ["load_from_checkpoint"] }
 
 The condition language is described in :mod:`ptycho_ci.conditions`. Plugins add triggers
 through the ``ptycho_ci_register_triggers`` hook (:mod:`ptycho_ci.hookspecs`).
@@ -178,7 +178,9 @@ class TriggerSet:
         """Check cross references: groups named by conditions exist and a fallback failure trigger exists."""
         for trig in self.triggers.values():
             cond = trig.condition
-            names = cond.group if isinstance(cond, FailureCondition) else ()
+            names: tuple[str, ...] = ()
+            if isinstance(cond, FailureCondition):
+                names = cond.group + tuple(g for alt in cond.alternatives for g in alt.group)
             if isinstance(cond, RuntimeCondition) and cond.selector.kind == "group":
                 names = (cond.selector.value,)
             for name in names:

@@ -258,13 +258,58 @@ def _command_line(args: argparse.Namespace) -> list[str] | None:
 #: InferenceConfig fields that ``ptycho run`` and ``demo`` take as flags (the rest follow the TrainingConfig).
 RUN_INFERENCE_FIELDS = ("stitch_crop", "flip_x", "flip_y", "transpose", "refine_iterations")
 
+#: InferenceConfig fields that ``ptycho run``/``demo`` fix themselves: the model is the one just trained
+#: (its bundle fixes the model settings, as for ``ptycho infer``), and it reconstructs the training
+#: config's test data (else its training data) into the same output directory with the same backend.
+#: An ``[inference]`` section may repeat their values but not change them.
+RUN_FIXED_FIELDS = ("model_path", "test_data_file", "backend", "output_dir")
+
+
+def _resolved(value: Any) -> Any:
+    return Path(value).resolve() if isinstance(value, Path) else value
+
 
 def _run_inference_config(args: argparse.Namespace, cfg: TrainingConfig) -> InferenceConfig:
-    """Inference settings of ``ptycho run``/``demo``: those of ``cfg`` plus the :data:`RUN_INFERENCE_FIELDS` flags."""
+    """Inference settings of ``ptycho run``/``demo``.
+
+    Those derived from the training config ``cfg`` (:func:`ptycho_core.workflow.inference_config_for`),
+    then every key of the ``[inference]`` section of ``--config`` (a training flag for a field both
+    configs have and that the inference config takes from the training one, such as ``--seed``, wins over
+    the section; ``--batch-size`` is the training batch only), then the :data:`RUN_INFERENCE_FIELDS` flags.
+
+    Raises
+    ------
+    ptycho_core.errors.ConfigError
+        The section sets one of :data:`RUN_FIXED_FIELDS` to another value than the run uses.
+    """
     from ptycho_core import workflow
+    from ptycho_core.errors import ConfigError
 
     given = vars(args)
-    return workflow.inference_config_for(cfg, **{k: given[k] for k in RUN_INFERENCE_FIELDS if k in given})
+    derived = workflow.inference_config_for(cfg)
+    overrides: dict[str, Any] = {}
+    if getattr(args, "config", None) is not None:
+        from ptycho_core.serialize import load_section
+
+        section, keys = load_section(args.config, InferenceConfig)
+        uses = {"model_path": Path(cfg.output_dir) / workflow.BUNDLE_NAME}
+        # the bundle fixes the model; a flag of the training config sets what is derived from it
+        flagged = set(given) & set(workflow.INFERENCE_FROM_TRAINING)
+        for key in sorted(keys - {"model"} - flagged):
+            value = getattr(section, key)
+            if key in RUN_FIXED_FIELDS:
+                used = uses.get(key, getattr(derived, key))
+                if _resolved(value) != _resolved(used):
+                    command = getattr(args, "command", "run")
+                    raise ConfigError(
+                        f"{args.config} [inference]: {key} = {str(value)!r}, but ptycho {command} uses "
+                        f"{str(used)!r} (it reconstructs the training config's test data, else its training data, "
+                        "with the bundle it trains, into its --output-dir with its --backend); drop the key or set "
+                        f"it in [training], or use `ptycho infer --config {args.config}` for another bundle or data")
+                continue
+            overrides[key] = value
+    overrides.update({k: given[k] for k in RUN_INFERENCE_FIELDS if k in given})
+    return attrs.evolve(derived, **overrides)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -308,13 +353,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
-    out = Path(args.output_dir)
     if args.config is None and not hasattr(args, "nepochs"):
         args.nepochs = DEMO_NEPOCHS  # keeps the demo under 5 minutes on 2 CPU cores
     if args.config is None and not hasattr(args, "early_stop_patience"):
         args.early_stop_patience = DEMO_EARLY_STOP_PATIENCE
     apply_cpu_preset(args)
     cfg = _config_from_args(args, TrainingConfig)
+    out = Path(cfg.output_dir)  # --output-dir, else the config file's, else the default
     sim = SimulationConfig(seed=cfg.seed)
     data_path = out / "simulated.npz"
     workflow.check_no_result([data_path, out / workflow.BUNDLE_NAME, *(out / n for n in workflow.RESULT_FILES),

@@ -23,8 +23,13 @@ import attrs
 from ptycho_core.errors import ConfigError, UnknownBackendError
 
 ALLOWED_N = (64, 128, 256)
+"""Diffraction pattern sides N the model supports (``ModelConfig.N``, the data contracts, the backends)."""
+DEFAULT_GRIDSIZE = 1
+"""Default ``ModelConfig.gridsize`` (one pattern per group), also the default of the grouping functions."""
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 DEFAULT_BACKEND = "pytorch"
+DEFAULT_SEED = 42
+"""Default random seed of training, inference and the neighbour grouping."""
 DEFAULT_NEIGHBOR_COUNT = 8
 """Default K of the neighbour grouping (``neighbor_count``; physics.md s6): the K nearest *other*
 scan positions of a seed. 8 is the 4 side and 4 diagonal neighbours on a raster, so a gridsize-2
@@ -36,61 +41,59 @@ def _field_error(inst: Any, attribute: attrs.Attribute, value: Any, expected: st
     return ConfigError(f"{type(inst).__name__}.{attribute.name}: expected {expected}, got {value!r}")
 
 
-def _one_of(options: tuple) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value not in options:
-            allowed = ", ".join(repr(o) for o in options)
-            raise _field_error(inst, attribute, value, f"one of {allowed}")
+@attrs.frozen
+class _Expect:
+    """An :mod:`attrs.validators` validator whose failure is a :class:`ConfigError` saying what is ``expected``.
 
-    return check
+    The message is ``<Class>.<field>: expected <expected>, got <value>`` (what the tests and the
+    CLI's users read), instead of attrs' own ``TypeError``/``ValueError``.
+    ``docs/scripts/gen_config_reference.py`` reads the allowed values from ``validator``.
+    """
+
+    validator: Any
+    expected: str
+
+    def __call__(self, inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        try:
+            self.validator(inst, attribute, value)
+        except (TypeError, ValueError):
+            raise _field_error(inst, attribute, value, self.expected) from None
 
 
-def _int_at_least(low: int) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise _field_error(inst, attribute, value, f"an integer >= {low}")
+_v = attrs.validators
+_NOT_BOOL = _v.not_(_v.instance_of(bool), exc_types=TypeError)  # bool is an int subclass: True is no integer
 
-    return check
+
+def _finite(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Reject inf (NaN already fails every comparison); attrs has no validator for it."""
+    if value == float("inf"):
+        raise ValueError(f"{attribute.name} must be finite")
+
+
+def _one_of(options: tuple) -> _Expect:
+    return _Expect(_v.in_(options), "one of " + ", ".join(repr(o) for o in options))
+
+
+def _int_at_least(low: int) -> _Expect:
+    return _Expect(_v.and_(_v.instance_of(int), _NOT_BOOL, _v.ge(low)), f"an integer >= {low}")
 
 
 def _optional_int_at_least(low: int) -> Any:
-    inner = _int_at_least(low)
-
-    def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value is not None:
-            inner(inst, attribute, value)
-
-    return check
+    return _v.optional(_int_at_least(low))
 
 
-def _number(low: float, *, strict: bool) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok:
-            ok = value > low if strict else value >= low
-            ok = ok and value == value and value not in (float("inf"),)
-        if not ok:
-            rel = ">" if strict else ">="
-            raise _field_error(inst, attribute, value, f"a finite number {rel} {low}")
-
-    return check
+def _number(low: float, *, strict: bool) -> _Expect:
+    bound = _v.gt(low) if strict else _v.ge(low)
+    return _Expect(_v.and_(_v.instance_of((int, float)), _NOT_BOOL, bound, _finite),
+                   f"a finite number {'>' if strict else '>='} {low}")
 
 
-def _optional(check: Any) -> Any:
-    def optional_check(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value is not None:
-            check(inst, attribute, value)
-
-    return optional_check
+_optional = _v.optional
+_boolean = _Expect(_v.instance_of(bool), "true or false")
 
 
 def _optional_float(value: Any) -> Any:
     return None if value is None else _to_float(value)
-
-
-def _boolean(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise _field_error(inst, attribute, value, "true or false")
 
 
 def _optional_path(value: Any) -> Path | None:
@@ -167,7 +170,7 @@ class ModelConfig:
 
     N: int = attrs.field(default=64, validator=_one_of(ALLOWED_N))
     """Diffraction pattern side in pixels (64, 128 or 256)."""
-    gridsize: int = attrs.field(default=1, validator=_int_at_least(1))
+    gridsize: int = attrs.field(default=DEFAULT_GRIDSIZE, validator=_int_at_least(1))
     """Patterns per group along one side; C = gridsize**2 channels."""
     n_filters_scale: int = attrs.field(default=2, validator=_int_at_least(1))
     """Multiplier of the convolution filter counts."""
@@ -257,7 +260,7 @@ class TrainingConfig:
     """Number of groups to train on (None = one per scan position)."""
     neighbor_count: int = attrs.field(default=DEFAULT_NEIGHBOR_COUNT, validator=_int_at_least(1))
     """K: a group is its seed plus C - 1 of the seed's K nearest other positions (K >= C - 1; gridsize > 1)."""
-    seed: int = attrs.field(default=42, validator=_int_at_least(0))
+    seed: int = attrs.field(default=DEFAULT_SEED, validator=_int_at_least(0))
     """Seed of grouping, shuffling and weight initialisation."""
     intensity_scale_trainable: bool = attrs.field(default=True, validator=_boolean)
     """Train the physics intensity scale s (starts at sqrt(nphotons)/(N/2))."""
@@ -314,7 +317,7 @@ class InferenceConfig:
     """Number of groups to reconstruct (None = one per scan position)."""
     neighbor_count: int = attrs.field(default=DEFAULT_NEIGHBOR_COUNT, validator=_int_at_least(1))
     """K: a group is its seed plus C - 1 of the seed's K nearest other positions (K >= C - 1; gridsize > 1)."""
-    seed: int = attrs.field(default=42, validator=_int_at_least(0))
+    seed: int = attrs.field(default=DEFAULT_SEED, validator=_int_at_least(0))
     """Seed of the grouping."""
     stitch_crop: int = attrs.field(default=20, validator=_int_at_least(1))
     """M: side of the central square of each patch used for stitching."""

@@ -17,10 +17,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ptycho_core.config import ALLOWED_N
 from ptycho_core.errors import DataError
-
-ALLOWED_N = (64, 128, 256)
-
 
 _ACCEPTED_KINDS = {"f": "fiub", "c": "cfiub", "i": "iu"}
 

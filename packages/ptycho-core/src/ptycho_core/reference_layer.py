@@ -23,9 +23,18 @@ LOG_EPS = 1e-12
 """Epsilon inside the logarithm / square root of the loss (conventions s3.6)."""
 
 
+def canvas_side(N: int, gridsize: int) -> int:
+    """Side ``S = N + (gridsize - 1) * 4 + 10`` of the merge canvas, unchecked (the one place of the formula).
+
+    The backends call it in their layers, where ``N`` may be a traced size; :func:`merge_canvas_side`
+    is the checked form.
+    """
+    return N + (gridsize - 1) * 4 + 10
+
+
 def merge_canvas_side(N: int, gridsize: int) -> int:
-    """Side ``S = N + (gridsize - 1) * 4 + 10`` of the merge canvas."""
-    return _check_size(N, "N") + (_check_size(gridsize, "gridsize") - 1) * 4 + 10
+    """:func:`canvas_side` of ``N`` and ``gridsize`` checked to be positive integers (``DataError`` if not)."""
+    return canvas_side(_check_size(N, "N"), _check_size(gridsize, "gridsize"))
 
 
 def _check_offsets(offsets, B: int, C: int) -> np.ndarray:

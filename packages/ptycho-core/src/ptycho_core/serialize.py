@@ -64,6 +64,7 @@ __all__ = [
     "has_sections",
     "load_config",
     "load_config_sections",
+    "load_section",
     "read_config_file",
     "resolve_sections",
     "save_config",
@@ -436,6 +437,28 @@ def load_config(path: str | os.PathLike, cls: type | None = None) -> Config:
         body = dict(data[owner]).get("model", {}) if owner else {}
         return from_dict(ModelConfig, body, source=f"{path} [{owner}.model]")
     return from_dict(cls, _section(data, name, str(path)), source=_label(path, name, data))
+
+
+def load_section(path: str | os.PathLike, cls: type) -> tuple[Config, frozenset[str]]:
+    """The config of class ``cls`` in a file and the names of the fields the file itself sets for it.
+
+    Like :func:`load_config` with ``cls``; the second item lists the keys written in the
+    file for that config: those of its section (``[inference]`` for ``InferenceConfig``),
+    plus ``"model"`` when the model settings come from the shared ``[model]`` or a nested
+    table. For a file without sections it is the file's top-level keys. Commands that
+    derive a config from another one (``ptycho run`` derives its inference settings from
+    the training settings) use it to take exactly what the file says.
+    """
+    data = read_config_file(path)
+    config = load_config(path, cls)
+    if not has_sections(data):
+        return config, frozenset(map(str, data))
+    name = next(k for k, v in SECTIONS.items() if v is cls)
+    body = data.get(name)
+    keys = set(body) if isinstance(body, Mapping) else set()
+    if name != "model" and isinstance(data.get("model"), Mapping):
+        keys.add("model")
+    return config, frozenset(map(str, keys))
 
 
 def _drop_none(data: Any) -> Any:

@@ -313,13 +313,19 @@ def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None
     return result
 
 
+#: InferenceConfig fields that :func:`inference_config_for` takes from the training config.
+INFERENCE_FROM_TRAINING = ("model", "test_data_file", "neighbor_count", "seed", "output_dir", "backend",
+                           "accelerator", "progress")
+
+
 def inference_config_for(config: TrainingConfig, **overrides: Any) -> InferenceConfig:
-    """An :class:`InferenceConfig` matching a training config (same model, backend, output_dir)."""
-    fields = dict(
-        model=config.model, test_data_file=first_training_file(config),
-        neighbor_count=config.neighbor_count, seed=config.seed, output_dir=config.output_dir,
-        backend=config.backend, accelerator=config.accelerator, progress=config.progress,
-    )
+    """An :class:`InferenceConfig` matching a training config (same model, backend, output_dir).
+
+    The :data:`INFERENCE_FROM_TRAINING` fields come from ``config`` (``test_data_file``: its test
+    data, else its first training dataset), the others are the defaults; ``overrides`` replace either.
+    """
+    fields = {name: getattr(config, name) for name in INFERENCE_FROM_TRAINING}
+    fields["test_data_file"] = first_training_file(config)
     fields.update(overrides)
     return InferenceConfig(**fields)
 

@@ -50,7 +50,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ptycho_core import reference
-from ptycho_core.config import DEFAULT_NEIGHBOR_COUNT
+from ptycho_core.config import DEFAULT_GRIDSIZE, DEFAULT_NEIGHBOR_COUNT, DEFAULT_SEED
 from ptycho_core.contracts import Dataset, GroupedData, LazyArray
 from ptycho_core.errors import ConfigError, DataError
 from ptycho_data.lazy import LazyDataset
@@ -214,10 +214,10 @@ def group_coordinates(
     xcoords: Any,
     ycoords: Any,
     *,
-    gridsize: int = 1,
+    gridsize: int = DEFAULT_GRIDSIZE,
     n_groups: int | None = None,
     neighbor_count: int = DEFAULT_NEIGHBOR_COUNT,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     oversample: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group scan positions from coordinates only (works for lazy datasets too).
@@ -303,10 +303,10 @@ def group_coordinates(
 def group_dataset(
     dataset: Dataset | LazyDataset,
     *,
-    gridsize: int = 1,
+    gridsize: int = DEFAULT_GRIDSIZE,
     n_groups: int | None = None,
     neighbor_count: int = DEFAULT_NEIGHBOR_COUNT,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     oversample: bool = False,
     normalise: bool = True,
     lazy: bool | None = None,

@@ -14,24 +14,11 @@ import math
 
 import numpy as np
 
+from ptycho_core.architecture import PROBE_BIG_BORDER as BIG_BORDER
+from ptycho_core.architecture import decoder_filters, encoder_filters, probe_big_filters
 from ptycho_core.config import ALLOWED_N, ModelConfig
 from ptycho_core.errors import ConfigError
 from ptycho_tf._env import keras
-
-BIG_BORDER = 4
-"""Feature channels fed to the probe_big branch (the last 4 of the decoder output)."""
-
-
-def encoder_filters(N: int, nfs: int) -> list[int]:
-    """Encoder filters: ``[32, 64, 128]`` (N=64), ``[16, ..., 128]`` (N=128), ``[8, ..., 128]`` (N=256), times nfs."""
-    n_down = int(round(math.log2(N // 8)))
-    return [128 * nfs // 2 ** (n_down - 1 - i) for i in range(n_down)]
-
-
-def decoder_filters(N: int, nfs: int) -> list[int]:
-    """Decoder up-block filters from the 8x8 bottleneck to N/2: ``32 * nfs * 2**(n_up - 1 - i)``."""
-    n_up = int(round(math.log2(N // 16)))
-    return [32 * nfs * 2 ** (n_up - 1 - i) for i in range(n_up)]
 
 
 @keras.saving.register_keras_serializable(package="ptycho_tf")
@@ -110,7 +97,7 @@ def _decoder(code, head: str, mc: ModelConfig, seeds: _Seeds):
     centre = _activation(head, mc.amp_activation)(centre)
     y = keras.layers.ZeroPadding2D(N // 4, name=f"{head}.pad")(centre)
     if mc.uses_probe_big:  # not at gridsize > 1 with object_big: the masked merge zeroes it (physics.md s4)
-        big = _up(x[..., -BIG_BORDER:], nfs * 2048 // N, f"{head}.big", seeds)
+        big = _up(x[..., -BIG_BORDER:], probe_big_filters(N, nfs), f"{head}.big", seeds)
         big = _conv(big, C, f"{head}.big.out", seeds, "swish")
         big = OuterMask(N, name=f"{head}.big.mask")(big)
         y = keras.layers.Add(name=f"{head}.combine")([y, big])

@@ -21,10 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ptycho_core.errors import ConfigError
+from ptycho_core.reference_layer import LOG_EPS, MERGE_EPS, canvas_side  # one definition for all backends
 from ptycho_tf._env import keras, tf
-
-MERGE_EPS = 1e-3
-LOG_EPS = 1e-12
 
 
 def _shift_matrices(d: tf.Tensor, out_len: int, in_len: int, first: int, dtype) -> tf.Tensor:
@@ -77,11 +75,6 @@ def translate(img: tf.Tensor, dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
 
 def _real_dtype(x: tf.Tensor):
     return x.dtype.real_dtype if x.dtype.is_complex else x.dtype
-
-
-def canvas_side(N: int, gridsize: int) -> int:
-    """Side ``S = N + (gridsize - 1) * 4 + 10`` of the per-group merge canvas."""
-    return N + (gridsize - 1) * 4 + 10
 
 
 def central_window(N: int) -> np.ndarray:

@@ -17,13 +17,11 @@ import contextlib
 import numpy as np
 
 from ptycho_core.errors import DataError
+from ptycho_core.reference_stitch import COVERAGE_EPS
 from ptycho_tf._env import tf
 
 CHUNK_ELEMENTS = 1 << 20
 """Crop pixels per chunk (times 4 bilinear corners)."""
-
-COVERAGE_EPS = 1e-9
-
 
 @tf.function(reduce_retracing=True)
 def _splat(patches: tf.Tensor, pos: tf.Tensor, origin: tf.Tensor, H: tf.Tensor, W: tf.Tensor) -> tf.Tensor:

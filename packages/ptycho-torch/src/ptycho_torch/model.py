@@ -13,23 +13,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ptycho_core.config import ModelConfig
+from ptycho_core.architecture import PROBE_BIG_BORDER as _BIG_BORDER
+from ptycho_core.architecture import decoder_filters, encoder_filters, probe_big_filters
+from ptycho_core.config import ALLOWED_N, DEFAULT_GRIDSIZE, ModelConfig
 from ptycho_core.errors import ConfigError
-
-ALLOWED_N = (64, 128, 256)
-_BIG_BORDER = 4  # feature channels fed to the probe_big branch
-
-
-def encoder_filters(N: int, nfs: int) -> list[int]:
-    """Encoder filter counts: ``[32, 64, 128]`` (N=64), ``[16, ..., 128]`` (N=128), ``[8, ..., 128]`` (N=256), x nfs."""
-    n_down = int(round(math.log2(N // 8)))
-    return [128 * nfs // 2 ** (n_down - 1 - i) for i in range(n_down)]
-
-
-def decoder_filters(N: int, nfs: int) -> list[int]:
-    """Decoder up-block filter counts from the 8x8 bottleneck to N/2: ``32 * nfs * 2**(n_up - 1 - i)``."""
-    n_up = int(round(math.log2(N // 16)))
-    return [32 * nfs * 2 ** (n_up - 1 - i) for i in range(n_up)]
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
@@ -111,8 +98,8 @@ class Decoder(nn.Module):
         if pad_object:
             self.out = _conv(cin - _BIG_BORDER, channels)
             if probe_big:
-                self.big = UpBlock(_BIG_BORDER, nfs * 2048 // N)
-                self.big_out = _conv(nfs * 2048 // N, channels)
+                self.big = UpBlock(_BIG_BORDER, probe_big_filters(N, nfs))
+                self.big_out = _conv(probe_big_filters(N, nfs), channels)
                 mask = torch.ones(N, N)
                 mask[N // 4: 3 * N // 4, N // 4: 3 * N // 4] = 0.0
                 self.register_buffer("outer_mask", mask, persistent=False)
@@ -157,8 +144,9 @@ class PtychoNet(nn.Module):
         decides, with ``gridsize`` and ``probe_big``, whether the ``probe_big`` branch is built.
     """
 
-    def __init__(self, *, N: int, gridsize: int = 1, n_filters_scale: int = 2, amp_activation: str = "sigmoid",
-                 pad_object: bool = True, probe_big: bool = True, object_big: bool = True) -> None:
+    def __init__(self, *, N: int, gridsize: int = DEFAULT_GRIDSIZE, n_filters_scale: int = 2,
+                 amp_activation: str = "sigmoid", pad_object: bool = True, probe_big: bool = True,
+                 object_big: bool = True) -> None:
         super().__init__()
         if N not in ALLOWED_N:
             raise ConfigError(f"ModelConfig.N: expected one of {ALLOWED_N}, got {N!r}")

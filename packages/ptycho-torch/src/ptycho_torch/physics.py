@@ -13,9 +13,7 @@ import torch
 from torch import nn
 
 from ptycho_core.errors import ConfigError
-
-MERGE_EPS = 1e-3
-LOG_EPS = 1e-12
+from ptycho_core.reference_layer import LOG_EPS, MERGE_EPS, canvas_side  # one definition for all backends
 
 
 def _shift_axis(x: torch.Tensor, d: torch.Tensor, dim: int) -> torch.Tensor:
@@ -62,11 +60,6 @@ def translate(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Te
     dyf = torch.broadcast_to(torch.as_tensor(dy, device=img.device), lead).reshape(-1)
     out = _shift_axis(_shift_axis(flat, dyf, 1), dxf, 2)
     return out.reshape(img.shape)
-
-
-def canvas_side(N: int, gridsize: int) -> int:
-    """Side ``S = N + (gridsize - 1) * 4 + 10`` of the per-group merge canvas."""
-    return N + (gridsize - 1) * 4 + 10
 
 
 def central_window(N: int, device: torch.device | None = None) -> torch.Tensor:

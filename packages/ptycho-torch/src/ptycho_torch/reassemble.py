@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ptycho_core.errors import DataError
+from ptycho_core.reference_stitch import COVERAGE_EPS
 
 CHUNK_ELEMENTS = 1 << 20  # crop pixels per chunk
 
@@ -96,6 +97,6 @@ def reassemble_torch(patches: np.ndarray | torch.Tensor, positions: np.ndarray |
         c = torch.view_as_real(crops[i:i + chunk].to(dev)).to(torch.float64)
         _splat(sums, c, pos[i:i + chunk].to(dev), M, org, (H, W))
     sums = sums.reshape(H * W + 1, 3)[:-1]
-    obj = sums[:, :2] / (sums[:, 2:] + 1e-9)
+    obj = sums[:, :2] / (sums[:, 2:] + COVERAGE_EPS)
     out = torch.complex(obj[:, 0], obj[:, 1]).to(torch.complex64).reshape(H, W)
     return out.cpu().numpy()
