@@ -1,7 +1,8 @@
 """Every section of a ``--config`` file reaches every command that reads it (issue 16, item 5).
 
 ``ptycho train`` reads ``[model]`` and ``[training]``; ``ptycho infer`` reads ``[inference]`` (the
-bundle fixes the model); ``ptycho run`` and ``ptycho demo`` read all three. Each command runs for
+bundle fixes the model); ``ptycho run`` and ``ptycho demo`` read all three; ``ptycho pretrain``
+reads ``[model]``, ``[training]`` and ``[corpus]``. Each command runs for
 real through ``ptycho_core.cli.main`` with the NumPy dummy backend; spies on the workflow functions
 record the configs that the work was done with. Flags override the file.
 """
@@ -22,6 +23,7 @@ READS = {
     "infer": ("inference",),
     "run": ("model", "training", "inference"),
     "demo": ("model", "training", "inference"),
+    "pretrain": ("model", "training", "corpus"),
 }
 
 #: Values differing from every default (and from the presets of ``ptycho demo``), per section.
@@ -31,6 +33,7 @@ VALUES = {
                  "nll_weight": 0.5, "early_stop_patience": 2},
     "inference": {"refine_iterations": 2, "stitch_crop": 16, "flip_x": True, "transpose": True, "batch_size": 5,
                   "neighbor_count": 6, "seed": 11},
+    "corpus": {"n_objects": 2, "n_positions": 25, "jitter": 0.5, "seed": 5},
 }
 
 
@@ -205,3 +208,19 @@ def test_run_accepts_inference_keys_that_agree(installed_dummy, small_dataset_pa
                                          "inference": inference})
     assert cli.main(["run", "--config", str(path)]) == 0
     assert spies["infer"][0].stitch_crop == 18
+
+
+def test_pretrain_reads_model_training_and_corpus(installed_dummy, tmp_path, spies):
+    out = tmp_path / "pre"
+    training = {**VALUES["training"], "backend": "dummy", "output_dir": str(out)}
+    path = _write(tmp_path / "f.toml", {"model": VALUES["model"], "training": training, "corpus": VALUES["corpus"]})
+    assert cli.main(["pretrain", "--config", str(path), "--no-progress"]) == 0
+    (cfg,) = spies["train"]
+    _assert_section(cfg, "model")
+    _assert_section(cfg, "training")
+    recipe = json.loads((out / "summary.json").read_text(encoding="utf-8"))["corpus"]["recipe"]
+    assert {k: recipe[k] for k in VALUES["corpus"]} == VALUES["corpus"]
+    # a flag overrides the file's [corpus]
+    assert cli.main(["pretrain", "--config", str(path), "--no-progress", "--overwrite", "--corpus-seed", "9"]) == 0
+    recipe = json.loads((out / "summary.json").read_text(encoding="utf-8"))["corpus"]["recipe"]
+    assert recipe["seed"] == 9 and recipe["n_objects"] == 2

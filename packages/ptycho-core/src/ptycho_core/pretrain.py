@@ -78,7 +78,8 @@ def pretrain(config: TrainingConfig, corpus: CorpusConfig, *, overwrite: bool = 
     log.info("corpus of %d objects written in %.1f s; training", len(paths), corpus_s)
     result = workflow.train(cfg, overwrite=overwrite)
     finished = provenance.finish(record)
-    bundle_path = bundle.save_bundle(result.model, out / workflow.BUNDLE_NAME, training_config=cfg,
+    bundle_path = bundle.save_bundle(result.model, out / workflow.BUNDLE_NAME,
+                                     training_config=result.model.training_config or cfg,
                                      overwrite=overwrite, provenance=finished)
     history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
     summary = {
