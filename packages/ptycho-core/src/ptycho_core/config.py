@@ -209,7 +209,7 @@ class ModelConfig:
         reaches the diffraction model and the branch is built when ``probe_big`` is true.
         Both backends and their weight export/import decide with this property.
         """
-        return self.probe_big and (self.channels == 1 or not self.object_big)
+        return self.probe_big and not self.stitches_group_object
 
     @property
     def stitches_group_object(self) -> bool:

@@ -217,13 +217,19 @@ def poisson_nll(lam, k_meas) -> np.ndarray:
     -------
     numpy.ndarray, float64
     """
+    lam64, k64 = _intensities(lam, k_meas)
+    return lam64 - k64 * np.log(lam64 + LOG_EPS)
+
+
+def _intensities(lam, k_meas) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and measured intensities as float64 arrays that broadcast against each other."""
     lam64 = np.asarray(lam, dtype=np.float64)
     k64 = np.asarray(k_meas, dtype=np.float64)
     try:
         np.broadcast_shapes(lam64.shape, k64.shape)
     except ValueError as exc:
         raise DataError(f"k_meas: shape {k64.shape} does not broadcast against lam {lam64.shape}") from exc
-    return lam64 - k64 * np.log(lam64 + LOG_EPS)
+    return lam64, k64
 
 
 def poisson_deviance(lam, k_meas) -> np.ndarray:
@@ -235,12 +241,7 @@ def poisson_deviance(lam, k_meas) -> np.ndarray:
     with respect to ``lam`` is that of :func:`poisson_nll`. (This is half the classical unit
     deviance ``2 (lam - k - k log(lam / k))``.)
     """
-    lam64 = np.asarray(lam, dtype=np.float64)
-    k64 = np.asarray(k_meas, dtype=np.float64)
-    try:
-        np.broadcast_shapes(lam64.shape, k64.shape)
-    except ValueError as exc:
-        raise DataError(f"k_meas: shape {k64.shape} does not broadcast against lam {lam64.shape}") from exc
+    lam64, k64 = _intensities(lam, k_meas)
     return lam64 - k64 - k64 * (np.log(lam64 + LOG_EPS) - np.log(k64 + LOG_EPS))
 
 
@@ -250,8 +251,7 @@ def amplitude_misfit(lam, k_meas) -> float:
     The measure :mod:`ptycho_core.refine` reports per pass, here for predicted intensities
     ``lam`` against measured ones ``k`` (both in photon units).
     """
-    lam64 = np.asarray(lam, dtype=np.float64)
-    k64 = np.asarray(k_meas, dtype=np.float64)
+    lam64, k64 = _intensities(lam, k_meas)
     return float(np.sum((np.sqrt(lam64) - np.sqrt(k64)) ** 2) / max(float(np.sum(k64)), LOG_EPS))
 
 
