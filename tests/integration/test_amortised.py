@@ -8,7 +8,7 @@ import attrs
 import numpy as np
 import pytest
 
-from ptycho_core import backends, bundle, cli, workflow
+from ptycho_core import backends, bundle, cli, reference, workflow
 from ptycho_core.config import ModelConfig, TrainingConfig
 from ptycho_core.errors import ConfigError
 from ptycho_data.npz import save_dataset
@@ -62,8 +62,16 @@ def test_init_from_starts_at_the_bundle_and_trains_on(backend, scans, tmp_path):
     after_still, after_moved = _weights(still.model), _weights(moved.model)
     assert set(after_still) == set(saved)
     network = [k for k in saved if saved[k].size > 16]  # the convolution kernels
+    # b.npz holds 1e6 photons per pattern, a.npz 1e9: the physics scale follows the new scan's measured
+    # photon count (physics.md s3), everything else starts from the bundle
+    nphotons = still.model.training_config.nphotons
+    assert nphotons == pytest.approx(1e6, rel=0.05)
+    assert base.model.training_config.nphotons == pytest.approx(1e9, rel=0.05)
     for key in saved:
-        np.testing.assert_allclose(after_still[key], saved[key], atol=1e-6, err_msg=key)
+        if "intensity_scale" in key:
+            np.testing.assert_allclose(after_still[key], reference.physics_scale(nphotons, TINY.N), rtol=1e-5)
+        else:
+            np.testing.assert_allclose(after_still[key], saved[key], atol=1e-6, err_msg=key)
     assert any(not np.allclose(fresh[k], saved[k]) for k in network)  # a new model would have started elsewhere
     assert any(not np.allclose(after_moved[k], saved[k], atol=1e-6) for k in network)  # training changes them
     # a different architecture is refused before training, naming the field

@@ -57,7 +57,7 @@ def session(tmp_path_factory):
     procs["train"] = ptycho("train", "--backend", "pytorch", "--train-data", "data/scan.npz", "--output-dir", "tr",
                             *TINY, cwd=root)
     procs["infer"] = ptycho("infer", "--model-path", "tr/model", "--test-data", "data/scan.npz", "--output-dir",
-                            "inf", "--n-filters-scale", "1", cwd=root)
+                            "inf", cwd=root)
     procs["run"] = ptycho("run", "--backend", "pytorch", "--train-data", "data/scan.npz", "--output-dir", "run",
                           *TINY, "--refine-iterations", "2", cwd=root)
     procs["run-tf"] = ptycho("run", "--backend", "tensorflow", "--train-data", "data/scan.npz", "--output-dir",
@@ -109,7 +109,7 @@ def test_overwrite_replaces_the_result(session):
     root, _ = session
     old = json.loads((root / "inf" / "summary.json").read_text())["provenance"]["started"]
     proc = ptycho("infer", "--model-path", "tr/model", "--test-data", "data/scan.npz", "--output-dir", "inf",
-                  "--n-filters-scale", "1", "--overwrite", cwd=root)
+                  "--overwrite", cwd=root)
     assert_quiet(proc)
     new = json.loads((root / "inf" / "summary.json").read_text())["provenance"]
     assert new["started"] >= old and "--overwrite" in new["command"]
