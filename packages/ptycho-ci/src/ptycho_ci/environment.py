@@ -10,7 +10,6 @@ import os
 import platform
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 DISTRIBUTIONS = (
@@ -24,14 +23,10 @@ CI_VARIABLES = ("CI", "GITHUB_RUN_ID", "GITHUB_SHA", "GITHUB_REF", "CI_PIPELINE_
 
 
 def package_versions(names: tuple[str, ...] = DISTRIBUTIONS) -> dict[str, str]:
-    """Installed versions of ``names`` (from metadata only; missing distributions are skipped)."""
-    out: dict[str, str] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    """Installed versions of ``names`` (:func:`ptycho_core.provenance.installed_versions`)."""
+    from ptycho_core.provenance import installed_versions
+
+    return installed_versions(names)
 
 
 def cpu_count() -> dict[str, int | None]:

@@ -67,15 +67,20 @@ def input_record(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": str(p.resolve()), "sha256": sha256_path(p), "bytes": int(size)}
 
 
-def versions() -> dict[str, str]:
-    """Installed versions of :data:`DISTRIBUTIONS` (and Python)."""
-    out = {"python": platform.python_version()}
-    for name in DISTRIBUTIONS:
+def installed_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the distributions ``names`` (from metadata; missing ones are left out)."""
+    out: dict[str, str] = {}
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of :data:`DISTRIBUTIONS` (and Python)."""
+    return {"python": platform.python_version(), **installed_versions(DISTRIBUTIONS)}
 
 
 def _device(backend: str | None, accelerator: str) -> tuple[str, list[str]]:

@@ -123,7 +123,6 @@ class PlateauCallback(Callback):
 
     def __init__(self, config: TrainingConfig) -> None:
         self.schedule = PlateauSchedule.from_state(None, config.learning_rate, config.early_stop_patience)
-        self.stop_patience = config.early_stop_patience
         self.stopped_epoch: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -138,7 +137,8 @@ class PlateauCallback(Callback):
         return {"schedule": self.schedule.state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.schedule = PlateauSchedule.from_state(state_dict.get("schedule"), self.schedule.lr, self.stop_patience)
+        self.schedule = PlateauSchedule.from_state(state_dict.get("schedule"), self.schedule.lr,
+                                                   self.schedule.stop_patience)
 
 
 def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float]]) -> None:
