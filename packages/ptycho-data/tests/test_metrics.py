@@ -12,9 +12,11 @@ from scipy import ndimage
 from ptycho_core.errors import ConfigError, DataError
 from ptycho_data.metrics import (
     PSNR_CAP,
+    align_to_truth,
     covered_box,
     crop_box,
     evaluate_reconstruction,
+    evaluated_box,
     frc_crossing,
     frc_curve,
     psnr,
@@ -212,3 +214,25 @@ def test_stitched_true_patches_of_a_simulated_raster_score_perfectly():
     assert m["phase"]["ssim"] == pytest.approx(1.0, abs=1e-6)
     assert m["crop"] == {"x0": int(ds.xcoords.min()), "x1": int(ds.xcoords.max()) + 1,
                          "y0": int(ds.ycoords.min()), "y1": int(ds.ycoords.max()) + 1}
+
+
+def test_align_to_truth_applies_the_metrics_alignment_to_every_pixel():
+    obj = smooth_object((80, 90), seed=6)
+    yy, xx = np.mgrid[0:80, 0:90]
+    rec = 0.5 * obj * np.exp(1j * (0.05 * xx - 0.03 * yy + 2.0))
+    positions = np.array([[20.0, 15.0], [70.0, 15.0], [20.0, 60.0], [70.0, 60.0]])
+    m = evaluate_reconstruction(rec, obj, positions, coverage_radius=None)
+    aligned = align_to_truth(rec, m)
+    assert aligned.shape == obj.shape
+    np.testing.assert_allclose(aligned, obj, atol=1e-5)  # the plane fitted inside the box holds outside it
+    assert evaluated_box(m) == (15, 61, 20, 71)
+
+
+def test_align_to_truth_undoes_the_registration_shift():
+    obj = smooth_object((64, 64), seed=4)
+    moved = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(obj), (-1.5, 2.25)))
+    m = evaluate_reconstruction(moved, obj, register=True, upsample=20)
+    y0, y1, x0, x1 = evaluated_box(m)
+    assert (y0, x0) == (3, 3) and (y1, x1) == (61, 61)  # ceil(2.25) border pixels dropped
+    aligned = align_to_truth(moved, m)
+    assert np.abs(aligned - obj)[y0:y1, x0:x1].max() < 0.05

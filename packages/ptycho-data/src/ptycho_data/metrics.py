@@ -52,8 +52,8 @@ from ptycho_core.errors import ConfigError, DataError
 from ptycho_data.metrics_frc import frc_crossing, frc_curve
 
 __all__ = [
-    "PSNR_CAP", "UPSTREAM_PSNR_OFFSET", "covered_box", "crop_box", "evaluate_reconstruction", "frc_crossing",
-    "frc_curve", "psnr", "remove_phase_plane", "upstream_psnr_to_unit",
+    "PSNR_CAP", "UPSTREAM_PSNR_OFFSET", "align_to_truth", "covered_box", "crop_box", "evaluate_reconstruction",
+    "evaluated_box", "frc_crossing", "frc_curve", "psnr", "remove_phase_plane", "upstream_psnr_to_unit",
 ]
 
 PSNR_CAP = 150.0
@@ -278,3 +278,51 @@ def evaluate_reconstruction(
         "phase_plane": plane,
         "amplitude_scale": scale,
     }
+
+
+def evaluated_box(metrics: dict[str, Any]) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` (half-open) of the pixels :func:`evaluate_reconstruction` scored.
+
+    That is ``metrics['crop']`` less the ``ceil(|shift|)`` border pixels dropped after a registration.
+    """
+    crop = metrics["crop"]
+    y0, y1, x0, x1 = int(crop["y0"]), int(crop["y1"]), int(crop["x0"]), int(crop["x1"])
+    shift = metrics.get("shift")
+    trim = int(math.ceil(max(abs(float(v)) for v in shift))) if shift else 0
+    return y0 + trim, y1 - trim, x0 + trim, x1 - trim
+
+
+def align_to_truth(reconstruction: np.ndarray, metrics: dict[str, Any]) -> np.ndarray:
+    """The whole ``reconstruction`` with the alignment :func:`evaluate_reconstruction` found applied.
+
+    The same steps as the metrics, read back from their result (nothing is fitted again): the
+    registration shift (``metrics['shift']``, if any), the phase plane and offset
+    (``metrics['phase_plane']``, whose x and y are measured from the centre of the evaluated
+    region, extended here to every pixel) and the amplitude scale (``metrics['amplitude_scale']``).
+    So a picture of the result agrees with the numbers: over :func:`evaluated_box` its amplitude
+    and phase are those the scores compared with the truth.
+
+    Parameters
+    ----------
+    reconstruction : ndarray, shape (H, W), complex
+        The image that was evaluated (same grid as the ground truth).
+    metrics : dict
+        The result of :func:`evaluate_reconstruction` for it.
+
+    Returns
+    -------
+    ndarray, shape (H, W), complex128
+    """
+    rec = np.asarray(reconstruction).astype(np.complex128)
+    shift = metrics.get("shift")
+    if shift:
+        dx, dy = float(shift[0]), float(shift[1])
+        rec = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(rec), (dy, dx)))
+    crop = metrics["crop"]
+    plane = metrics["phase_plane"]
+    h, w = rec.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    xc = (int(crop["x0"]) + int(crop["x1"]) - 1) / 2.0  # the fit's x = 0 and y = 0 (a trim is symmetric)
+    yc = (int(crop["y0"]) + int(crop["y1"]) - 1) / 2.0
+    phase = plane["slope_x"] * (xx - xc) + plane["slope_y"] * (yy - yc) + plane["offset"]
+    return rec * np.exp(-1j * phase) * float(metrics.get("amplitude_scale", 1.0))

@@ -461,7 +461,7 @@ def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset:
         if config.refine_iterations:
             rec = refine(rec, dataset, config)
         if write:
-            write_outputs(rec, dataset, config.output_dir, provenance=record)
+            write_outputs(rec, dataset, config.output_dir, provenance=record, stitch_crop=config.stitch_crop)
         return rec
     finally:
         if opened:
@@ -529,7 +529,7 @@ def run(config: TrainingConfig, inference_config: InferenceConfig | None = None,
     rec.metadata.timings = {**result.timings, **rec.metadata.timings}
     rec.metadata.epochs = result.epochs
     rec.metadata.paths = {"bundle": str(bundle_path)}
-    write_outputs(rec, test_ds, out, provenance=record)
+    write_outputs(rec, test_ds, out, provenance=record, stitch_crop=icfg.stitch_crop)
     _close(train_ds, test_ds)
     return rec
 
@@ -542,11 +542,14 @@ def provenance_input(path: Path | str) -> dict[str, Any]:
 
 
 def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,
-                  provenance: dict[str, Any] | None = None) -> dict[str, str]:
+                  provenance: dict[str, Any] | None = None, *, stitch_crop: int | None = None) -> dict[str, str]:
     """Write reconstruction.npz, amplitude/phase PNGs, loss.png and (with ground truth) metrics.
 
     ``provenance`` (:func:`start_provenance`) is finished now and stored in ``summary.json``
-    and ``reconstruction.npz`` (key ``provenance``, a JSON string).
+    and ``reconstruction.npz`` (key ``provenance``, a JSON string). The figures
+    (:mod:`ptycho.plots`) mask the pixels outside the stitched crops (``stitch_crop``, default
+    :class:`InferenceConfig`'s) of ``dataset``'s scan positions, outline the region the metrics
+    score and give metres when ``dataset.metadata['pixel_size_m']`` is known.
     """
     from ptycho import plots
     from ptycho_core import provenance as prov
@@ -564,11 +567,7 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,
                   origin=np.asarray(rec.origin, dtype=np.float64), backend=np.asarray(rec.metadata.backend),
                   **extra)
     paths["reconstruction"] = str(npz)
-    paths["amplitude_png"] = str(plots.save_image(rec.amplitude, out / "amplitude.png", "Amplitude", rec.origin))
-    paths["phase_png"] = str(plots.save_image(rec.phase, out / "phase.png", "Phase (rad)", rec.origin, cmap="twilight"))
-    history = rec.metadata.history
-    if history:
-        paths["loss_png"] = str(plots.save_loss(history, out / "loss.png"))
+    metrics = None
     if dataset.object is not None and rec.object.shape == dataset.object.shape:
         from ptycho_data.metrics import evaluate_reconstruction as evaluate
 
@@ -579,9 +578,25 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,
         metrics_path = out / "metrics.json"
         _atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float))
         paths["metrics"] = str(metrics_path)
+    crop = stitch_crop if stitch_crop is not None else InferenceConfig().stitch_crop
+    mask = plots.scanned_mask(rec.object.shape, rec.origin, dataset.positions, crop)
+    pixel = (getattr(dataset, "metadata", None) or {}).get("pixel_size_m")
+    pixel = float(pixel) if pixel else None
+    from ptycho_data.metrics import evaluated_box
+
+    box = evaluated_box(metrics) if metrics else None
+    paths["amplitude_png"] = str(plots.save_image(rec.amplitude, out / "amplitude.png", "Amplitude", rec.origin,
+                                                  kind="amplitude", mask=mask, pixel_size_m=pixel, box=box))
+    phase = plots.remove_phase_offset(rec.object, mask)
+    paths["phase_png"] = str(plots.save_image(phase, out / "phase.png", "Phase (mean over the scanned region removed)",
+                                              rec.origin, kind="phase", mask=mask, pixel_size_m=pixel, box=box))
+    history = rec.metadata.history
+    if history:
+        paths["loss_png"] = str(plots.save_loss(history, out / "loss.png"))
+    if metrics is not None:
         paths["comparison_png"] = str(plots.save_comparison(
             rec.object, dataset.object, out / "comparison.png", metrics,
-            network=refined.network_object if refined else None))
+            network=refined.network_object if refined else None, mask=mask, pixel_size_m=pixel))
     rec.metadata.paths = paths
     summary = rec.metadata.summary()
     if history:
