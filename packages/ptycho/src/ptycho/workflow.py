@@ -541,6 +541,25 @@ def provenance_input(path: Path | str) -> dict[str, Any]:
     return provenance.input_record(path)
 
 
+def score(rec: Reconstruction, dataset: Dataset) -> dict[str, Any] | None:
+    """Metrics of ``rec`` against ``dataset.object`` (None without ground truth on the same grid).
+
+    :func:`ptycho_data.metrics.evaluate_reconstruction` over the scan positions; after
+    refinement ``metrics['network']`` scores the network's own output too. Stored in
+    ``rec.metadata.metrics``.
+    """
+    if dataset.object is None or rec.object.shape != dataset.object.shape:
+        return None
+    from ptycho_data.metrics import evaluate_reconstruction as evaluate
+
+    metrics = evaluate(rec.object, dataset.object, dataset.positions)
+    refined = rec.metadata.refine
+    if refined:  # the network's own output too, so the gain of the refinement is visible
+        metrics["network"] = evaluate(refined.network_object, dataset.object, dataset.positions)
+    rec.metadata.metrics = metrics
+    return metrics
+
+
 def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,
                   provenance: dict[str, Any] | None = None, *, stitch_crop: int | None = None) -> dict[str, str]:
     """Write reconstruction.npz, amplitude/phase PNGs, loss.png and (with ground truth) metrics.
@@ -567,14 +586,8 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,
                   origin=np.asarray(rec.origin, dtype=np.float64), backend=np.asarray(rec.metadata.backend),
                   **extra)
     paths["reconstruction"] = str(npz)
-    metrics = None
-    if dataset.object is not None and rec.object.shape == dataset.object.shape:
-        from ptycho_data.metrics import evaluate_reconstruction as evaluate
-
-        metrics = evaluate(rec.object, dataset.object, dataset.positions)
-        if refined:  # the network's own output too, so the gain of the refinement is visible
-            metrics["network"] = evaluate(refined.network_object, dataset.object, dataset.positions)
-        rec.metadata.metrics = metrics
+    metrics = score(rec, dataset)
+    if metrics is not None:
         metrics_path = out / "metrics.json"
         _atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float))
         paths["metrics"] = str(metrics_path)
