@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.integration]
 
 TINY = ["--nepochs", "1", "--n-filters-scale", "1", "--batch-size", "16"]
 CHATTER = ("💡", "Tip:", "litlogger", "GPU available", "TPU available", "v_num", "absl::InitializeLog",
-           "oneDNN custom operations", "Trainer.fit", "font_manager", "findfont", "Checkpoint directory")
+           "oneDNN custom operations", "oneDNN supports", "Trainer.fit", "font_manager", "findfont",
+           "Checkpoint directory")
 
 
 def ptycho(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

@@ -5,8 +5,8 @@
 stderr handler; the root logger gets none (no ``logging.basicConfig``), so nothing is printed
 twice, and records still propagate to handlers an application (or pytest) installs there.
 The INFO chatter of the frameworks (Lightning's tips and GPU/TPU lines, TensorFlow/absl
-start-up lines) is held back to warnings unless ``verbose``; ``debug`` shows ptycho's debug
-lines but never matplotlib's or PIL's.
+start-up lines and C++ notices, :data:`TF_QUIET_LOG_LEVEL`) is held back unless ``verbose``;
+``debug`` shows ptycho's debug lines but never matplotlib's or PIL's.
 
 Progress bars (Lightning, Keras, tqdm) go to stderr and only when stderr is a terminal
 (:func:`show_progress`), so the log of a batch job has no carriage-return lines.
@@ -42,6 +42,9 @@ NOISY_LOGGERS = ("matplotlib", "PIL")
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 
+TF_QUIET_LOG_LEVEL = 3
+"""``TF_CPP_MIN_LOG_LEVEL`` without ``--verbose``: TensorFlow's C++ log lines are held back, ERROR-level notices too."""
+
 
 def configure_logging(*, quiet: bool = False, verbose: bool = False, debug: bool = False,
                       stream: TextIO | None = None) -> None:
@@ -75,10 +78,11 @@ def configure_logging(*, quiet: bool = False, verbose: bool = False, debug: bool
         # reached only after --overwrite (ptycho refuses before): the user asked to train over old checkpoints
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty",
                                 module=r"lightning\.")
-    if verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # before TensorFlow is imported; ptycho-tf defaults to 2
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Before TensorFlow is imported (an explicit setting in the environment wins). Without --verbose, 3: TensorFlow
+    # logs harmless notices from C++ at ERROR level, e.g. "oneDNN supports DT_INT32 only on platforms with AVX-512.
+    # Falling back to the default Eigen-based implementation" while training on a CPU without AVX-512; only the log
+    # line goes (oneDNN and the numerics are unchanged) and real failures still raise Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else str(TF_QUIET_LOG_LEVEL))
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -10,6 +10,13 @@ absl::InitializeLog()", "oneDNN custom operations are on") from C++ whatever
 ``TF_CPP_MIN_LOG_LEVEL`` says, so while TensorFlow and Keras are imported the process's
 stderr (file descriptor 2) goes to the null device, unless ``TF_CPP_MIN_LOG_LEVEL`` is 0
 (``ptycho ... --verbose`` sets it). Python errors of the import are raised as usual.
+
+While training on a CPU without AVX-512, TensorFlow also logs "oneDNN supports DT_INT32 only on
+platforms with AVX-512. Falling back to the default Eigen-based implementation" from C++ at
+ERROR level, which level 2 lets through; the ``ptycho`` command line and ``ptycho.train`` /
+``ptycho.reconstruct`` set ``TF_CPP_MIN_LOG_LEVEL=3`` (unless verbose) before TensorFlow is
+imported, so that notice is not printed. oneDNN itself stays on (``TF_ENABLE_ONEDNN_OPTS`` is not
+touched): only log lines are filtered, never the numerics.
 """
 
 from __future__ import annotations

@@ -136,13 +136,15 @@ def _framework_chatter(verbose: bool) -> Iterator[None]:
     """Hold the frameworks' INFO lines (Lightning tips, GPU/TPU lines) back for the block unless ``verbose``.
 
     The loggers of :data:`ptycho_core.console.FRAMEWORK_LOGGERS` are set to WARNING and restored
-    afterwards; warnings and errors still show.
+    afterwards; warnings and errors still show. ``TF_CPP_MIN_LOG_LEVEL`` defaults to 3 (set before
+    TensorFlow is first imported; an explicit setting wins), as on the command line.
     """
     if verbose:
         yield
         return
-    from ptycho_core.console import FRAMEWORK_LOGGERS
+    from ptycho_core.console import FRAMEWORK_LOGGERS, TF_QUIET_LOG_LEVEL
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(TF_QUIET_LOG_LEVEL))  # TensorFlow's C++ notices (oneDNN)
     loggers = [logging.getLogger(name) for name in FRAMEWORK_LOGGERS]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
