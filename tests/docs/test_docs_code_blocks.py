@@ -229,3 +229,13 @@ def test_make_figures_writes_the_concepts_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     committed = DOCS / "img" / "concepts.png"
     assert committed.is_file() and committed.stat().st_size < 200_000, "commit a small docs/img/concepts.png"
+
+
+def test_result_figures_are_committed_small_and_shown():
+    script = load_script("make_figures")
+    index = (DOCS / "index.md").read_text(encoding="utf-8")
+    for name in script.RESULT_FIGURES:
+        path = DOCS / "img" / f"result-{name}.png"
+        assert path.is_file(), f"run `python docs/scripts/make_figures.py --results` and commit {path.name}"
+        assert path.stat().st_size < 150_000, f"{path.name} is {path.stat().st_size // 1024} kB; keep it small"
+        assert f"img/{path.name}" in index, f"docs/index.md does not show {path.name}"

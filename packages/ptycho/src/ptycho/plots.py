@@ -16,7 +16,8 @@ What every image figure does, so that a scientist need not redo it:
   Phase uses a sequential map (``viridis``), or the cyclic ``twilight`` over -pi..pi only when
   it spans nearly 2 pi (wrapped).
 - **Differences against the truth**: ``comparison.png`` has difference rows (``|O| - |O_true|``
-  and the wrapped phase difference) on a diverging map with symmetric limits.
+  and the wrapped phase difference) on a diverging map with symmetric limits, each panel its
+  own (from the evaluated region), so both the network's and the refined object's errors show.
 - **The evaluated region** (the pixels the metrics scored, :func:`ptycho_data.metrics.evaluated_box`)
   is outlined by a dashed box.
 - **Axes in object pixels**, with a second x axis in metres (nm, um or mm) when the pixel size
@@ -41,6 +42,8 @@ ROBUST_PERCENTILES = (0.5, 99.5)
 """Colour limits of a single image: these percentiles of its scanned pixels."""
 WRAPPED_SPAN = 1.8 * np.pi
 """A phase image whose scanned values span more than this is shown as wrapped (cyclic map, -pi..pi)."""
+DPI = 110
+"""Resolution of the written PNGs (the documentation's figure script lowers it)."""
 MASK_NOTE = "hatched: not scanned"
 OUTLINE_NOTE = "dashed box: the region the metrics score"
 
@@ -55,9 +58,9 @@ def _figure(**kwargs: Any) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path, dpi: int = 110) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
     return path
 
 
@@ -285,7 +288,7 @@ def loss_figure(history: dict[str, list[float]]) -> Any:
             ax.axvline(epoch + 0.5, color="0.6", lw=0.8, ls="--")
             ax.annotate(f"lr {lr[epoch]:.2g}", (epoch + 0.5, 1.0), xycoords=("data", "axes fraction"),
                         fontsize=7, color="0.4", rotation=90, ha="right", va="top")
-    ax.set_ylabel(f"{label} (per pixel, photon units; 0 = perfect fit)" if history.get("deviance") else label)
+    ax.set_ylabel(f"{label} per pixel\n(photon units; 0 = perfect fit)" if history.get("deviance") else label)
     ax.set_title("Network fit to the diffraction data")
     if panels == 2:
         ax2 = axes[0, 1]
@@ -321,7 +324,9 @@ def comparison_figure(reconstruction: np.ndarray, truth: np.ndarray, metrics: di
     Each reconstruction is aligned to the truth as its metrics were (:func:`ptycho_data.metrics.align_to_truth`
     with ``metrics``, or ``metrics['network']`` for ``network``, the output before refinement,
     shown in a middle column). The amplitude and phase rows share one colour bar (the truth's
-    range over ``mask``); the difference rows one symmetric diverging colour bar each.
+    range over ``mask``); each difference panel has its own symmetric diverging colour bar, its
+    range taken inside the evaluated region (so the network's edge artefacts do not flatten the
+    refined object's errors; values beyond are clipped and marked by the bar's arrows).
     Pixels outside ``mask`` (the scanned region) are NaN and drawn hatched; the evaluated region
     is outlined. ``truth`` and the reconstructions are on one grid with origin (0, 0).
     """
@@ -348,27 +353,35 @@ def comparison_figure(reconstruction: np.ndarray, truth: np.ndarray, metrics: di
     amp_lim = _full_limits(t_amp)
     phase_lim = _full_limits(t_phase)
     phase_cmap = WRAPPED_PHASE_CMAP if phase_lim[1] - phase_lim[0] > WRAPPED_SPAN else PHASE_CMAP
-    d_amp, d_phase = _symmetric_limit(*diff_amp), _symmetric_limit(*diff_phase)
+
+    def inside(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+        return image if box is None else image[box[0]:box[1], box[2]:box[3]]
+
+    # differences: each its own symmetric range, from the region the metrics score (edge artefacts clip)
+    d_amp = [None, *(_symmetric_limit(inside(d, b)) for d, b in zip(diff_amp, boxes))]
+    d_phase = [None, *(_symmetric_limit(inside(d, b)) for d, b in zip(diff_phase, boxes))]
 
     ncol = 1 + len(columns)
-    fig = _figure(figsize=(3.3 * ncol + 1.2, 12.6), layout="constrained")
+    fig = _figure(figsize=(3.3 * ncol + 1.2 + 0.6 * (ncol - 2), 12.6), layout="constrained")
     axes = fig.subplots(4, ncol, squeeze=False)
     origin = (0.0, 0.0)
     shape = truth.shape
     view = _view(mask, shape, origin)
     specs = [
         ("amplitude", [t_amp, *rows_amp], AMPLITUDE_CMAP, amp_lim, "amplitude |O|"),
-        ("amplitude - truth", [None, *diff_amp], DIFFERENCE_CMAP, (-d_amp, d_amp), "|O| - |O_true|"),
+        ("amplitude - truth", [None, *diff_amp], DIFFERENCE_CMAP, d_amp, "|O| - |O_true|"),
         ("phase", [t_phase, *rows_phase], phase_cmap, phase_lim, "phase (rad)"),
-        ("phase - truth", [None, *diff_phase], DIFFERENCE_CMAP, (-d_phase, d_phase), "phase difference (rad)"),
+        ("phase - truth", [None, *diff_phase], DIFFERENCE_CMAP, d_phase, "phase difference (rad)"),
     ]
-    for r, (name, images, cmap, (lo, hi), label) in enumerate(specs):
+    for r, (name, images, cmap, limits, label) in enumerate(specs):
+        shared = isinstance(limits, tuple)
         row_axes, im = [], None
         for c, image in enumerate(images):
             ax = axes[r, c]
             if image is None:
                 ax.set_axis_off()
                 continue
+            lo, hi = limits if shared else (-limits[c], limits[c])
             im = _panel(ax, image, origin, cmap, lo, hi, view)
             box = boxes[c - 1] if c > 0 else next((b for b in boxes if b is not None), None)
             _outline(ax, box, colour=OUTLINE_COLOUR if cmap != DIFFERENCE_CMAP else "0.15")
@@ -380,14 +393,18 @@ def comparison_figure(reconstruction: np.ndarray, truth: np.ndarray, metrics: di
                         metres=(r == 0))
             ax.tick_params(labelsize=7)
             row_axes.append(ax)
-        values = np.concatenate([i[np.isfinite(i)].ravel() for i in images if i is not None])
-        fig.colorbar(im, ax=row_axes, fraction=0.046, pad=0.02, label=label, extend=_extend(values, lo, hi))
+            if not shared:
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label=label, extend=_extend(image, lo, hi))
+        if shared:
+            values = np.concatenate([i[np.isfinite(i)].ravel() for i in images if i is not None])
+            fig.colorbar(im, ax=row_axes, fraction=0.046, pad=0.02, label=label, extend=_extend(values, *limits))
     axes[1, 0].text(0.0, 0.5, _alignment_note(columns), fontsize=7.5, va="center", ha="left", wrap=True,
                     transform=axes[1, 0].transAxes)
     axes[3, 0].text(0.0, 0.5, "\n".join(filter(None, [
         "Colour limits: the truth's range over",
         "the scanned region, shared by a row;",
-        "differences: symmetric, shared.",
+        "differences: symmetric, each its own",
+        "scale, from the scored region.",
         "Phase in radians; reconstructions aligned",
         "to the truth exactly as for the metrics.",
         _notes(mask, boxes[-1]).replace("; ", "\n")])), fontsize=7.5, va="center", ha="left",
@@ -403,7 +420,7 @@ def _alignment_note(columns: list[tuple[str, np.ndarray, dict | None]]) -> str:
             continue
         plane = scores["phase_plane"]
         lines.append(f"{label}, as for the metrics:")
-        lines.append(f"  amplitude x {scores.get('amplitude_scale', 1.0):.3g}")
+        lines.append(f"  amplitude x {scores.get('amplitude_scale', 1.0):.3f}")
         lines.append(f"  phase offset {plane['offset']:+.3f} rad removed")
         lines.append(f"  plane {plane['slope_x']:+.2g}, {plane['slope_y']:+.2g} rad/px (x, y)")
         if scores.get("shift"):
