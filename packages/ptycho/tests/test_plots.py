@@ -41,6 +41,17 @@ def test_scanned_mask_is_the_stitched_coverage():
     np.testing.assert_array_equal(shifted[:, :70], mask[:, 10:])
 
 
+@pytest.mark.parametrize(("crop", "origin"), [(20, (0, 0)), (7, (-3, 5)), (16, (12, -4))])
+def test_scanned_mask_equals_the_reference_stitcher_coverage(crop, origin):
+    from ptycho_core import reference
+
+    rng = np.random.default_rng(crop)
+    positions = np.concatenate([rng.uniform(-10, 90, size=(60, 2)), np.round(rng.uniform(0, 80, size=(20, 2)))])
+    ones = np.ones((len(positions), crop, crop), np.float32)
+    _, coverage = reference.reassemble(ones, positions, crop, (70, 90), origin, return_coverage=True)
+    np.testing.assert_array_equal(plots.scanned_mask((70, 90), origin, positions, crop), coverage > 1e-6)
+
+
 def test_image_masks_unscanned_pixels_which_do_not_set_the_colour_range():
     obj = _object()
     mask = plots.scanned_mask(obj.shape, (0, 0), POSITIONS, 20)

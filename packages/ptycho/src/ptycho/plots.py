@@ -72,17 +72,26 @@ def _extent(shape: tuple[int, int], origin: tuple[float, float]) -> list[float]:
 def scanned_mask(shape: tuple[int, int], origin: tuple[float, float], positions: Any, crop: int) -> np.ndarray:
     """True where the stitcher puts a value: within the ``crop`` x ``crop`` crop of a scan position.
 
-    Computed as the stitcher's coverage (:func:`ptycho_core.reference.reassemble` of ones with
-    ``return_coverage``) on the canvas ``shape`` at ``origin`` (x, y); positions are (x, y) in
-    object pixels.
+    The pixels :func:`ptycho_core.reference.reassemble` gives a non-zero coverage on the canvas
+    ``shape`` at ``origin`` (x, y): crop pixel ``j`` of a patch at ``x`` lies at canvas column
+    ``x - x0 - crop//2 + j`` and is splatted bilinearly onto its floor and, for a fractional
+    position, the next column (rows alike). Computed with 2-D difference sums, O(positions + pixels)
+    (no patch-sized arrays, so it stays cheap for scans of any size); positions are (x, y) in object pixels.
     """
-    from ptycho_core import reference
-
+    H, W = int(shape[0]), int(shape[1])
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-    ones = np.ones((pos.shape[0], crop, crop), dtype=np.float32)
-    canvas_origin = (int(round(origin[0])), int(round(origin[1])))
-    _, coverage = reference.reassemble(ones, pos, crop, tuple(shape), canvas_origin, return_coverage=True)
-    return np.asarray(coverage) > 1e-6
+    c = pos[:, 0] - round(origin[0]) - crop // 2
+    r = pos[:, 1] - round(origin[1]) - crop // 2
+    cs, rs = np.floor(c), np.floor(r)
+    ce = cs + crop + (c > cs)  # exclusive ends; one more where the splat reaches the next pixel
+    re_ = rs + crop + (r > rs)
+    cs, ce = np.clip(cs, 0, W).astype(np.int64), np.clip(ce, 0, W).astype(np.int64)
+    rs, re_ = np.clip(rs, 0, H).astype(np.int64), np.clip(re_, 0, H).astype(np.int64)
+    keep = (ce > cs) & (re_ > rs)
+    diff = np.zeros((H + 1, W + 1), dtype=np.int64)
+    for rows, cols, sign in ((rs, cs, 1), (rs, ce, -1), (re_, cs, -1), (re_, ce, 1)):
+        np.add.at(diff, (rows[keep], cols[keep]), sign)
+    return np.cumsum(np.cumsum(diff, axis=0), axis=1)[:H, :W] > 0
 
 
 def _masked(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
