@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import types
 from importlib import metadata
 from typing import Any
 
@@ -29,6 +30,7 @@ import attrs
 import pluggy
 
 from ptycho_core import hookspecs
+from ptycho_core.backend_base import BackendEntrypoint, BackendPlugin, plugin_for
 from ptycho_core.errors import (
     BackendLoadError,
     BackendNotInstalledError,
@@ -135,7 +137,19 @@ class Registry:
 
     # -- loading -----------------------------------------------------------
     def register(self, plugin: Any, backend_id: str) -> None:
-        """Register an already-imported backend plugin (module or object) under ``backend_id``."""
+        """Register an already-imported backend plugin under ``backend_id``.
+
+        ``plugin`` is a :class:`~ptycho_core.backend_base.BackendEntrypoint` subclass or
+        instance (its generated plugin is registered), or a module or object with ``@hookimpl``
+        functions (registered as it is).
+        """
+        plugin = plugin_for(plugin)
+        if isinstance(plugin, BackendPlugin) and plugin.backend.id != backend_id:
+            raise HookValidationError(
+                f"backend {backend_id!r} is provided by {type(plugin.backend).__qualname__}, whose id is "
+                f"{plugin.backend.id!r}; the entry-point name (or registered id) and the class attribute "
+                "id must be the same"
+            )
         if backend_id in self._backends:
             self.pm.unregister(self._backends.pop(backend_id))
             self._infos.pop(backend_id, None)
@@ -157,7 +171,7 @@ class Registry:
             ) from exc
 
     def load(self, backend_id: str) -> Any:
-        """Import (once) and register the plugin of ``backend_id``; return the plugin object."""
+        """Import (once) and register the plugin of ``backend_id``; return the registered plugin object."""
         if backend_id in self._backends:
             return self._backends[backend_id]
         eps = _entry_points() if self.autoload else {}
@@ -173,8 +187,9 @@ class Registry:
                 f"backend {backend_id!r} is installed ({ep.value}) but failed to import: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        _refuse_module_holding_a_backend_class(backend_id, ep, plugin)
         self.register(plugin, backend_id)
-        return plugin
+        return self._backends[backend_id]
 
     def info(self, backend_id: str) -> Any:
         """The :class:`BackendInfo` of a backend (loads it)."""
@@ -194,6 +209,26 @@ class Registry:
         self.load(backend_id)
         others = [p for name, p in self._backends.items() if name != backend_id]
         return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+
+def _refuse_module_holding_a_backend_class(backend_id: str, ep: metadata.EntryPoint, plugin: Any) -> None:
+    """An entry point naming a module with a backend class but no hooks: say to name the class.
+
+    Typically package metadata written before the backend became a class (reinstall the package).
+    """
+    if not isinstance(plugin, types.ModuleType) or any(name.startswith("ptycho_") for name in vars(plugin)):
+        return
+    classes = [
+        name for name, value in vars(plugin).items()
+        if isinstance(value, type) and issubclass(value, BackendEntrypoint) and value.__module__ == plugin.__name__
+    ]
+    if classes:
+        raise BackendLoadError(
+            f"backend {backend_id!r}: the entry point names the module {ep.value!r}, which has no hooks but "
+            f"defines the backend class {classes[0]}; the entry point must name the class "
+            f"({backend_id} = \"{plugin.__name__}:{classes[0]}\"). If the package's pyproject.toml already "
+            "does, its installed metadata is older: reinstall the package"
+        )
 
 
 @functools.lru_cache(maxsize=1)
