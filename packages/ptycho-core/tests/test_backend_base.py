@@ -205,57 +205,50 @@ def test_an_instance_registers_too_and_unregisters():
     assert "gain" not in reg._backends and reg.pm.get_plugin("backend:gain") is None
 
 
-def test_entry_point_naming_a_class_is_listed_without_import_and_dispatched(tmp_path, monkeypatch):
-    source = '''
-        from ptycho_core.backend_base import BackendEntrypoint
-        from ptycho_core.contracts import ModelHandle
+CLASSY_SOURCE = """
+from ptycho_core.backend_base import BackendEntrypoint
+from ptycho_core.contracts import ModelHandle
 
 
-        class ClassyBackend(BackendEntrypoint):
-            id = "classy"
-            distribution = "ptycho-classy"
-            framework = "numpy"
-            weight_format = "none"
+class ClassyBackend(BackendEntrypoint):
+    id = "classy"
+    distribution = "ptycho-classy"
+    framework = "numpy"
+    weight_format = "none"
 
-            def build_model(self, model_config, training_config):
-                return ModelHandle(backend="classy", model_config=model_config)
-    '''
-    root = make_distribution(tmp_path / "site", "ptycho-classy", {"classy": "classy_backend:ClassyBackend"},
-                             {"classy_backend": source})
-    monkeypatch.syspath_prepend(str(root))
-    registry.refresh()
-    try:
-        reg = Registry(autoload=True)
-        entry = {e.id: e for e in backends.available(reg)}["classy"]
-        assert entry.installed and entry.value == "classy_backend:ClassyBackend"
-        assert "classy_backend" not in sys.modules
-        be = backends.get("classy", reg)
-        assert be.build_model(ModelConfig()).backend == "classy"
-        assert be.info.version == "0.1" and be.info.distribution == "ptycho-classy"
-    finally:
-        sys.modules.pop("classy_backend", None)
+    def build_model(self, model_config, training_config):
+        return ModelHandle(backend="classy", model_config=model_config)
+"""
+
+
+@pytest.fixture
+def install_classy(tmp_path, monkeypatch):
+    """Install the distribution ``ptycho-classy`` (module ``classy_backend``) with a given entry-point value."""
+
+    def install(value):
+        root = make_distribution(tmp_path / "site", "ptycho-classy", {"classy": value},
+                                 {"classy_backend": CLASSY_SOURCE})
+        monkeypatch.syspath_prepend(str(root))
         registry.refresh()
+        return Registry(autoload=True)
 
-
-def test_entry_point_naming_the_module_of_a_backend_class_says_to_name_the_class(tmp_path, monkeypatch):
-    source = '''
-        from ptycho_core.backend_base import BackendEntrypoint
-
-
-        class ModuleBackend(BackendEntrypoint):
-            id = "bymodule"
-            distribution = "ptycho-bymodule"
-            framework = "numpy"
-            weight_format = "none"
-    '''
-    root = make_distribution(tmp_path / "site", "ptycho-bymodule", {"bymodule": "bymodule_backend"},
-                             {"bymodule_backend": source})
-    monkeypatch.syspath_prepend(str(root))
+    yield install
+    sys.modules.pop("classy_backend", None)
     registry.refresh()
-    try:
-        expected = r'must name the class \(bymodule = "bymodule_backend:ModuleBackend"\).*reinstall the package'
-        with pytest.raises(BackendLoadError, match=expected):
-            backends.get("bymodule", Registry(autoload=True))
-    finally:
-        sys.modules.pop("bymodule_backend", None)
-        registry.refresh()
+
+
+def test_entry_point_naming_a_class_is_listed_without_import_and_dispatched(install_classy):
+    reg = install_classy("classy_backend:ClassyBackend")
+    entry = {e.id: e for e in backends.available(reg)}["classy"]
+    assert entry.installed and entry.value == "classy_backend:ClassyBackend"
+    assert "classy_backend" not in sys.modules
+    be = backends.get("classy", reg)
+    assert be.build_model(ModelConfig()).backend == "classy"
+    assert be.info.version == "0.1" and be.info.distribution == "ptycho-classy"
+
+
+def test_entry_point_naming_the_module_of_a_backend_class_says_to_name_the_class(install_classy):
+    reg = install_classy("classy_backend")
+    expected = r'must name the class \(classy = "classy_backend:ClassyBackend"\).*reinstall the package'
+    with pytest.raises(BackendLoadError, match=expected):
+        backends.get("classy", reg)
