@@ -16,13 +16,14 @@ import nox
 nox.options.default_venv_backend = "virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = [
-    "lint", "core", "data", "ci", "pytorch", "tensorflow", "integration", "parity", "template", "docs",
+    "lint", "core", "data", "app", "ci", "pytorch", "tensorflow", "integration", "parity", "template", "docs",
 ]
 
 PYTHON = None  # the interpreter running nox
 CONSTRAINTS = ("-c", "constraints/ci.txt")
 CORE = ("-e", "packages/ptycho-core")
 DATA = ("-e", "packages/ptycho-data")
+APP = ("-e", "packages/ptycho")
 CI = ("-e", "packages/ptycho-ci")
 TORCH = ("-e", "packages/ptycho-torch")
 TF = ("-e", "packages/ptycho-tf")
@@ -45,10 +46,15 @@ def _pytest(session: nox.Session, *paths: str, extra: tuple[str, ...] = ()) -> N
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over the whole repository and import-linter contracts (core never imports a framework)."""
-    session.install(*CONSTRAINTS, "ruff", "import-linter", *CORE, *DATA)
+    """ruff over the whole repository and the import-linter contracts: the layers ptycho -> ptycho_data ->
+    ptycho_core, each backend -> ptycho_core only, and no framework in the kernel, the data layer or the app."""
+    # The backends and the template without their frameworks (--no-deps): import-linter reads their imports,
+    # it does not run them, so the lint environment stays small.
+    session.install(*CONSTRAINTS, "ruff", "import-linter", *CORE, *DATA, *APP)
+    session.install("--no-deps", *TORCH, *TF, *CI, *TEMPLATE)
     session.run("ruff", "check", ".")
     session.run("lint-imports")
+    session.run("python", "docs/scripts/check_design_graph.py")
 
 
 @nox.session(python=PYTHON)
@@ -71,6 +77,13 @@ def data(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def app(session: nox.Session) -> None:
+    """The ptycho application (workflow commands, plots, refinement) with ptycho-core and ptycho-data, no backend."""
+    _install(session, *CORE, *DATA, *APP)
+    _pytest(session, "packages/ptycho/tests", CORPUS)
+
+
+@nox.session(python=PYTHON)
 def ci(session: nox.Session) -> None:
     """ptycho-ci: history store, guardrails, triggers, reports, pytest plugin and conformance suite."""
     _install(session, *CORE, *DATA, *CI)
@@ -80,7 +93,7 @@ def ci(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def pytorch(session: nox.Session) -> None:
     """The PyTorch + Lightning backend (torch==2.13.0 CPU wheel via the constraints)."""
-    _install(session, *CORE, *DATA, *CI, *TORCH)
+    _install(session, *CORE, *DATA, *APP, *CI, *TORCH)
     # also the ptycho-ci checks of real torch checkpoints (skipped in the `ci` session, which has no torch)
     _pytest(session, "packages/ptycho-torch/tests", "packages/ptycho-ci/tests/test_ci_artifacts.py", CORPUS)
 
@@ -88,25 +101,25 @@ def pytorch(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tensorflow(session: nox.Session) -> None:
     """The TensorFlow / Keras 3 backend."""
-    _install(session, *CORE, *DATA, *CI, *TF)
+    _install(session, *CORE, *DATA, *APP, *CI, *TF)
     _pytest(session, "packages/ptycho-tf/tests", CORPUS)
 
 
 @nox.session(python=PYTHON)
 def template(session: nox.Session) -> None:
     """The third-party backend template (numpy-template): conformance suite and its own tests."""
-    _install(session, *CORE, *DATA, *CI, *TEMPLATE)
+    _install(session, *CORE, *DATA, *APP, *CI, *TEMPLATE)
     _pytest(session, "examples/ptycho-backend-template/tests")
 
 
 @nox.session(python=PYTHON)
 def ptychodus(session: nox.Session) -> None:
-    """The Ptychodus adapter (ptycho-core[ptychodus]) against ptychodus==1.7.0 with the pytorch backend.
+    """The Ptychodus adapter (ptycho[ptychodus]) against ptychodus==1.7.0 with the pytorch backend.
 
     Not in the default set: ptychodus pulls ~95 extra packages and the test trains a small model.
     """
-    _install(session, "-e", "packages/ptycho-core[ptychodus]", *DATA, *CI, *TORCH)
-    _pytest(session, "packages/ptycho-core/tests/test_ptychodus_adapter.py")
+    _install(session, *CORE, *DATA, "-e", "packages/ptycho[ptychodus]", *CI, *TORCH)
+    _pytest(session, "packages/ptycho/tests/test_ptychodus_adapter.py")
 
 
 
@@ -117,7 +130,7 @@ def ptychodus(session: nox.Session) -> None:
 # changes nothing the tests see, and a full `nox` run needs about 8 GB of disk instead of 14 GB.
 # These sessions use nox's "none" backend and run the shared interpreter explicitly.
 SHARED_ENV = Path(".nox") / "_all"
-ALL_PACKAGES = (*CORE, *DATA, *CI, *TORCH, *TF, *TEMPLATE)  # the template runs docs/writing-a-backend.md
+ALL_PACKAGES = (*CORE, *DATA, *APP, *CI, *TORCH, *TF, *TEMPLATE)  # the template runs docs/writing-a-backend.md
 
 
 def _shared(session: nox.Session) -> dict[str, str]:
@@ -172,7 +185,8 @@ def bench(session: nox.Session) -> None:
 # -- CI tiers (ptycho-ci): each records its run into the history and is judged by its triggers --------
 HISTORY = os.environ.get("PTYCHO_CI_HISTORY", ".ci-history/history.sqlite")
 REPORT = "ci-report"
-ALL_TESTS = ("packages/ptycho-core/tests", "packages/ptycho-data/tests", "packages/ptycho-ci/tests",
+ALL_TESTS = ("packages/ptycho-core/tests", "packages/ptycho-data/tests", "packages/ptycho/tests",
+             "packages/ptycho-ci/tests",
              "packages/ptycho-torch/tests", "packages/ptycho-tf/tests", "tests")
 
 

@@ -11,7 +11,7 @@ Rows, network-only first: the network's stitched output (with the Poisson devian
 relative amplitude misfit at the end of training); at gridsize > 1 also the stitched *raw*
 per-channel patches of the same model (what was stitched before the merged group object, for
 comparison); with refinement passes (``--refine-iterations``, default 20 from the CPU preset)
-the same after the iterative refinement of ``ptycho_core.refine`` (physics.md s8); and
+the same after the iterative refinement of ``ptycho.refine`` (physics.md s8); and
 ``refine only``, the same number of passes from a flat start (no network), so the network's
 share is visible.
 
@@ -22,7 +22,7 @@ figures; asserts nothing. Examples::
     python benchmarks/quality.py --backend pytorch --nepochs 10
     python benchmarks/quality.py --json quality.json --keep-outputs out/
 
-By default it trains with the CPU preset of ``ptycho demo`` (``ptycho_core.cli_workflow.CPU_PRESET``:
+By default it trains with the CPU preset of ``ptycho demo`` (``ptycho.cli_workflow.CPU_PRESET``:
 gridsize 2, n_filters_scale 1, batch 4, 20 refinement passes) and the default TrainingConfig
 epochs (40; the demo trains 30); ``--no-preset`` uses the plain config defaults (no refinement).
 """
@@ -46,8 +46,8 @@ def worker(args: argparse.Namespace) -> None:
     """Train and reconstruct with one backend; print one JSON line per table row (network, refined)."""
     import attrs
 
-    from ptycho_core import workflow
-    from ptycho_core.cli_workflow import CPU_PRESET
+    from ptycho import workflow
+    from ptycho.cli_workflow import CPU_PRESET
     from ptycho_core.config import TrainingConfig
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
@@ -80,9 +80,9 @@ def worker(args: argparse.Namespace) -> None:
     # overwrite: a benchmark replaces its own earlier run in this folder
     rec = workflow.run(cfg, icfg, overwrite=True)
     total = time.perf_counter() - start
-    t = rec.metadata["timings"]
-    metrics = rec.metadata["metrics"]
-    fit = workflow.training_summary(rec.metadata["history"])
+    t = rec.metadata.timings
+    metrics = rec.metadata.metrics
+    fit = workflow.training_summary(rec.metadata.history)
     rows = [("network", 0, metrics.get("network", metrics))]
     if cfg.model.stitches_group_object:
         rows.append(("network, raw patches", 0, raw_patch_metrics(out / workflow.BUNDLE_NAME, data, cfg, icfg)))
@@ -93,7 +93,7 @@ def worker(args: argparse.Namespace) -> None:
             "backend": args.worker,
             "output": kind,
             "refine": passes,
-            "epochs": rec.metadata["epochs"],
+            "epochs": rec.metadata.epochs,
             "gridsize": cfg.model.gridsize,
             "n_filters_scale": cfg.model.n_filters_scale,
             "batch_size": cfg.batch_size,
@@ -104,7 +104,7 @@ def worker(args: argparse.Namespace) -> None:
             "total_s": total,
             "deviance": fit.get("deviance", float("nan")),
             "misfit": fit.get("misfit", float("nan")),
-            "lr_halvings": sum(b < a for a, b in zip(rec.metadata["history"]["lr"], rec.metadata["history"]["lr"][1:])),
+            "lr_halvings": sum(b < a for a, b in zip(rec.metadata.history["lr"], rec.metadata.history["lr"][1:])),
             **_scores(m),
         }
         print("RESULT " + json.dumps(row))
@@ -139,7 +139,7 @@ def flat_start_row(data: Path, passes: int, seed: int) -> dict:
     """The refinement alone: ``passes`` passes from a flat object (no network), same data and metrics."""
     import numpy as np
 
-    from ptycho_core.refine import refine_object
+    from ptycho.refine import refine_object
     from ptycho_data.metrics import evaluate_reconstruction
     from ptycho_data.npz import load_dataset
 

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import attrs
 
-    from ptycho_core import workflow
-    from ptycho_core.cli_workflow import CPU_PRESET, last_checkpoint
+    from ptycho import workflow
+    from ptycho.cli_workflow import CPU_PRESET, last_checkpoint
     from ptycho_core.config import TrainingConfig
     from ptycho_data.metrics import evaluate_reconstruction
     from ptycho_data.simulate import SimulationConfig, simulate_dataset

@@ -44,7 +44,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
-    from ptycho_core import workflow
+    from ptycho import workflow
     from ptycho_core.config import ModelConfig, TrainingConfig
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     # overwrite: a benchmark replaces its own earlier run in this folder
     rec = workflow.run(cfg, workflow.inference_config_for(cfg, stitch_crop=a.crop), overwrite=True)
-    m = rec.metadata["metrics"]
+    m = rec.metadata.metrics
     print("RESULT", json.dumps({**vars(a), "s": round(time.time() - start, 1),
                                 "amp_ssim": round(m["amplitude"]["ssim"], 3),
                                 "phase_ssim": round(m["phase"]["ssim"], 3),
-                                "loss": rec.metadata["history"]["loss"][-1]}))
+                                "loss": rec.metadata.history["loss"][-1]}))
     return 0
 
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42, help="seed of the visiting order (default 42)")
     args = p.parse_args(argv)
 
-    from ptycho_core.refine import refine_object
+    from ptycho.refine import refine_object
     from ptycho_data.metrics import evaluate_reconstruction
     from ptycho_data.npz import load_dataset
 

@@ -10,7 +10,7 @@ pattern:
   batches read per step). The time is measured between batch reads ``warmup`` and
   ``warmup + K`` (``--max-batches K``) of the first epoch and the run is then stopped, so
   it covers K steps of the epoch, not a whole epoch (unless the epoch has fewer batches);
-- ``infer``: ``ptycho_core.workflow.predict_and_stitch`` (streamed prediction and native
+- ``infer``: ``ptycho.workflow.predict_and_stitch`` (streamed prediction and native
   stitching into one canvas of the whole scan) over the first K batches of groups.
 
 The peak RSS covers the whole subprocess: imports, grouping, the normalisation pass over all
@@ -80,7 +80,8 @@ def measure(kind: str, data: Path, backend: str, batch: int, max_batches: int, w
     """Run in the subprocess: one measurement, returned as a dict."""
     import attrs
 
-    from ptycho_core import backends, reference, workflow
+    from ptycho import workflow
+    from ptycho_core import backends, reference
     from ptycho_core.contracts import LazyArray
     from ptycho_data.grouping import group_for_inference, group_for_training
 
@@ -100,7 +101,7 @@ def measure(kind: str, data: Path, backend: str, batch: int, max_batches: int, w
             rec = workflow.predict_and_stitch(model, grouped.batch(slice(0, groups)), ic, canvas=canvas)
             seconds = time.perf_counter() - t1
             return {"kind": kind, "patterns": groups, "seconds": seconds, "s_per_pattern": seconds / groups,
-                    "group_s": t_group, "canvas": list(rec.object.shape), "timings": rec.metadata["timings"],
+                    "group_s": t_group, "canvas": list(rec.object.shape), "timings": rec.metadata.timings,
                     "peak_rss_mib": _peak_rss_mib()}
         grouped = group_for_training(dataset, tc)
         t_group = time.perf_counter() - t0

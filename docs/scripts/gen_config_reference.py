@@ -175,7 +175,7 @@ def cli_flag(cls: type, field: attrs.Attribute) -> str:
     if field.name == "model":
         return "(flags of ModelConfig)"
     if cls is CorpusConfig:
-        from ptycho_core.cli_pretrain import corpus_flag
+        from ptycho.cli_pretrain import corpus_flag
 
         flag = corpus_flag(field.name)
         if isinstance(field.default, bool):

@@ -35,6 +35,7 @@ def _command(c: Case, files: dict[str, Path], directory: Path) -> list[str]:
 
 
 CLI_KINDS = ("npz", "config", "bundle", "evaluate")
+APP_KINDS = ("bundle", "evaluate")
 CLI_CASES = sorted(name for name, c in CASES.items() if c.kind in CLI_KINDS)
 
 
@@ -53,6 +54,9 @@ def _prepare(name: str, tmp_path: Path) -> tuple[Case, list[str]]:
     c = CASES[name]
     if c.kind != "config":  # fixture, infer (its test data) and evaluate need ptycho-data
         pytest.importorskip("ptycho_data", reason=f"`ptycho {c.kind}` cases need ptycho-data (not installed here)")
+    if c.kind in APP_KINDS:  # infer and evaluate are commands of the application
+        pytest.importorskip("ptycho.cli_workflow", reason=f"`ptycho {c.kind}` is a command of the ptycho application "
+                                                          "(not installed here)")
     for module in c.requires:
         pytest.importorskip(module, reason=f"case {name} needs {module}")
     files = c.write(tmp_path)

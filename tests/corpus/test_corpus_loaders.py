@@ -24,6 +24,9 @@ def _snapshot(directory: Path) -> dict[str, int]:
 def _require(c: Case) -> None:
     if c.kind in NEEDS_DATA:
         pytest.importorskip("ptycho_data", reason=f"{c.kind} cases are read by ptycho-data (not installed here)")
+    if c.kind == "evaluate":
+        pytest.importorskip("ptycho.cli_workflow", reason="`ptycho evaluate` is a command of the ptycho application "
+                                                          "(not installed here)")
     for module in c.requires:
         pytest.importorskip(module, reason=f"case {c.name} needs {module}")
 
@@ -47,7 +50,7 @@ def read_case(c: Case, files: dict[str, Path]) -> object:
 
         return load_bundle(files["bundle"])
     if c.kind == "evaluate":
-        from ptycho_core.cli_workflow import _cmd_evaluate
+        from ptycho.cli_workflow import _cmd_evaluate
 
         args = argparse.Namespace(reconstruction=files["reconstruction"], ground_truth=files["truth"],
                                   register=False, output=None)

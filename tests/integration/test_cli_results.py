@@ -84,7 +84,7 @@ def test_console_has_no_duplicates_chatter_or_progress(session):
     _, procs = session
     for proc in procs.values():
         assert_quiet(proc)
-    assert "INFO ptycho_core.workflow: training pytorch" in procs["train"].stderr  # our own lines stay
+    assert "INFO ptycho.workflow: training pytorch" in procs["train"].stderr  # our own lines stay
 
 
 @pytest.mark.parametrize("args, existing", [

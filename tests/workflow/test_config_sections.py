@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ptycho_core import bundle, cli, serialize, workflow
+from ptycho import workflow
+from ptycho_core import bundle, cli, serialize
 from ptycho_core.config import ModelConfig
 
 #: The sections each command reads. ``infer`` takes the model settings from the bundle.
@@ -93,8 +94,8 @@ def _assert_section(config, section: str, overridden: dict | None = None) -> Non
 
 
 def _assert_refined(seen, iterations: int) -> None:
-    refined = seen["reconstruction"][-1].metadata["refine"]
-    assert refined["iterations"] == iterations and len(refined["misfit"]) == iterations + 1
+    refined = seen["reconstruction"][-1].metadata.refine
+    assert refined.iterations == iterations and len(refined.misfit) == iterations + 1
 
 
 def _bundle_configs(path: Path) -> dict:
@@ -178,7 +179,7 @@ def test_infer_reads_inference(installed_dummy, small_dataset_path, tmp_path, sp
     (icfg,) = spies["infer"]
     _assert_section(icfg, "inference")
     _assert_refined(spies, 2)
-    assert spies["reconstruction"][-1].metadata["backend"] == "dummy"
+    assert spies["reconstruction"][-1].metadata.backend == "dummy"
     assert cli.main(["infer", "--config", str(path), "--overwrite", "--refine-iterations", "1",
                      "--no-flip-x"]) == 0
     _assert_section(spies["infer"][-1], "inference", {"refine_iterations": 1, "flip_x": False})

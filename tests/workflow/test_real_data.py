@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from ptycho_core import cli, workflow
+from ptycho import workflow
+from ptycho_core import cli
 from ptycho_core.config import TrainingConfig
 from ptycho_core.errors import ConfigError
 
@@ -48,19 +49,19 @@ def test_metres_with_pixel_size_reconstruct_like_pixels(installed_dummy, scan, t
 
 
 def test_photons_come_from_the_data(installed_dummy, scan, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="ptycho_core.workflow"):
+    with caplog.at_level(logging.INFO, logger="ptycho.workflow"):
         result = workflow.train(TrainingConfig(backend="dummy", nepochs=1, output_dir=tmp_path), dataset=scan)
     assert result.model.training_config.nphotons == pytest.approx(1e6, rel=1e-3)
     assert any("photons per pattern measured from the data" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="ptycho_core.workflow"):
+    with caplog.at_level(logging.WARNING, logger="ptycho.workflow"):
         result = workflow.train(TrainingConfig(backend="dummy", nepochs=1, output_dir=tmp_path, nphotons=1e9),
                                 dataset=scan)
     assert result.model.training_config.nphotons == 1e9  # an explicit value is an override
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned and "overrides the 1e+06 photons per pattern" in warned[0]
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="ptycho_core.workflow"):
+    with caplog.at_level(logging.WARNING, logger="ptycho.workflow"):
         workflow.train(TrainingConfig(backend="dummy", nepochs=1, output_dir=tmp_path, nphotons=1.5e6), dataset=scan)
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]  # within 2x: no warning
 

@@ -11,7 +11,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from ptycho_core import cli, provenance, workflow
+from ptycho import workflow
+from ptycho_core import cli, provenance
 from ptycho_core.config import InferenceConfig, TrainingConfig
 from ptycho_core.errors import DataError, OutputExistsError
 
@@ -104,7 +105,7 @@ def test_provenance_content(installed_dummy, small_dataset_path, tmp_path):
     bundle_record, source = provenance.read(tmp_path / "model")
     assert source == tmp_path / "model" / "manifest.json"
     assert bundle_record["inputs"] == record["inputs"] and bundle_record["finished"] <= record["finished"]
-    assert rec.metadata["paths"]["reconstruction"] == str(tmp_path / "reconstruction.npz")
+    assert rec.metadata.paths["reconstruction"] == str(tmp_path / "reconstruction.npz")
 
 
 def test_infer_provenance_hashes_data_and_bundle(installed_dummy, small_dataset_path, tmp_path):

@@ -8,7 +8,8 @@ import attrs
 import numpy as np
 import pytest
 
-from ptycho_core import bundle, cli, workflow
+from ptycho import workflow
+from ptycho_core import bundle, cli
 from ptycho_core.config import ModelConfig, TrainingConfig
 from ptycho_core.corpus import CorpusConfig
 from ptycho_core.errors import ConfigError, DataError
@@ -82,7 +83,7 @@ def test_run_on_several_datasets_reconstructs_the_first(installed_dummy, scans, 
                          nepochs=1)
     rec = workflow.run(cfg)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert rec.metadata["paths"]["metrics"]
+    assert rec.metadata.paths["metrics"]
     inputs = summary["provenance"]["inputs"]
     assert inputs["train_data_file[0]"]["path"].endswith("b.npz")
     assert inputs["train_data_file[1]"]["path"].endswith("a.npz")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from ptycho_core import bundle, cli, workflow
+from ptycho import workflow
+from ptycho_core import bundle, cli
 from ptycho_core.config import InferenceConfig, TrainingConfig
 from ptycho_core.errors import BundleError, DataError
 
@@ -17,11 +18,11 @@ from ptycho_core.errors import BundleError, DataError
 def test_run_writes_everything(installed_dummy, small_dataset_path, tmp_path):
     cfg = TrainingConfig(backend="dummy", train_data_file=small_dataset_path, output_dir=tmp_path, nepochs=2)
     rec = workflow.run(cfg)
-    assert rec.metadata["backend"] == "dummy"
-    assert rec.metadata["history"]["loss"] == [2.0, 1.0]
-    assert {"train_s", "infer_s", "stitch_s"} <= set(rec.metadata["timings"])
+    assert rec.metadata.backend == "dummy"
+    assert rec.metadata.history["loss"] == [2.0, 1.0]
+    assert {"train_s", "infer_s", "stitch_s"} <= set(rec.metadata.timings)
     for key in ("bundle", "reconstruction", "amplitude_png", "phase_png", "loss_png", "metrics", "comparison_png"):
-        assert key in rec.metadata["paths"], key
+        assert key in rec.metadata.paths, key
     with np.load(tmp_path / "reconstruction.npz", allow_pickle=False) as f:
         assert set(f.files) >= {"object", "amplitude", "phase", "origin"}
         np.testing.assert_array_equal(f["object"], rec.object)
@@ -111,9 +112,9 @@ def test_refinement_after_stitching(installed_dummy, small_dataset_path, tmp_pat
     plain = workflow.run(cfg)
     cfg = attrs.evolve(cfg, output_dir=tmp_path / "refined")
     refined = workflow.run(cfg, workflow.inference_config_for(cfg, refine_iterations=5))
-    info = refined.metadata["refine"]
-    assert info["iterations"] == 5 and len(info["misfit"]) == 6 and info["misfit"][-1] < 0.5 * info["misfit"][0]
-    np.testing.assert_array_equal(info["network_object"], plain.object)  # same network output before refining
+    info = refined.metadata.refine
+    assert info.iterations == 5 and len(info.misfit) == 6 and info.misfit[-1] < 0.5 * info.misfit[0]
+    np.testing.assert_array_equal(info.network_object, plain.object)  # same network output before refining
     assert refined.object.shape == plain.object.shape and refined.origin == plain.origin
     metrics = json.loads((tmp_path / "refined" / "metrics.json").read_text())
     assert metrics["amplitude"]["mae"] < metrics["network"]["amplitude"]["mae"]
@@ -122,7 +123,7 @@ def test_refinement_after_stitching(installed_dummy, small_dataset_path, tmp_pat
         np.testing.assert_array_equal(f["network_object"], plain.object)
         np.testing.assert_array_equal(f["object"], refined.object)
     summary = json.loads((tmp_path / "refined" / "summary.json").read_text())
-    assert summary["refine"]["misfit"] == info["misfit"] and "refine_s" in summary["timings"]
+    assert summary["refine"]["misfit"] == list(info.misfit) and "refine_s" in summary["timings"]
     widths = [imread(tmp_path / d / "comparison.png").shape[1] for d in ("plain", "refined")]
     assert widths[1] > 1.3 * widths[0]  # truth | network | refined, against truth | reconstruction
 

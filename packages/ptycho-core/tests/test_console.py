@@ -29,11 +29,11 @@ def test_configure_twice_prints_each_line_once_and_leaves_root_alone(restore_log
     console.configure_logging(stream=stream)
     console.configure_logging(stream=stream)
     assert logging.getLogger().handlers == root
-    logging.getLogger("ptycho_core.workflow").info("training %s", "x")
+    logging.getLogger("ptycho.workflow").info("training %s", "x")
     logging.getLogger("ptycho_data.npz").debug("hidden at INFO")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").info("💡 Tip: install something")
     logging.getLogger("tensorflow").info("start-up line")
-    assert stream.getvalue().splitlines() == ["INFO ptycho_core.workflow: training x"]
+    assert stream.getvalue().splitlines() == ["INFO ptycho.workflow: training x"]
     assert logging.getLogger("lightning.pytorch.utilities.rank_zero").getEffectiveLevel() == logging.WARNING
 
 
@@ -55,9 +55,9 @@ def test_debug_shows_ours_not_matplotlib(restore_logging):
 def test_quiet_keeps_warnings_only(restore_logging):
     stream = io.StringIO()
     console.configure_logging(quiet=True, stream=stream)
-    logging.getLogger("ptycho_core.workflow").info("progress note")
-    logging.getLogger("ptycho_core.workflow").warning("look")
-    assert stream.getvalue().splitlines() == ["WARNING ptycho_core.workflow: look"]
+    logging.getLogger("ptycho.workflow").info("progress note")
+    logging.getLogger("ptycho.workflow").warning("look")
+    assert stream.getvalue().splitlines() == ["WARNING ptycho.workflow: look"]
 
 
 class _Tty(io.StringIO):

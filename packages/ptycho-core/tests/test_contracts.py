@@ -72,5 +72,29 @@ def test_results_validate():
     rec = Reconstruction(object=np.full((2, 2), 2j), metadata={"backend": "x"})
     np.testing.assert_allclose(rec.amplitude, 2.0)
     np.testing.assert_allclose(rec.phase, np.pi / 2)
+    assert rec.metadata.backend == "x" and rec.metadata.refine is None and rec.metadata.summary() == {
+        "backend": "x", "timings": {}, "paths": {}}
     with pytest.raises(DataError, match="'loss'"):
         TrainResult(model=None, history={}, epochs=1)
+
+
+def test_reconstruction_record_is_typed_and_names_what_is_wrong():
+    from ptycho_core.contracts import Refinement
+
+    with pytest.raises(DataError, match=r"unknown entries \['timing'\]; expected some of \['backend', 'timings'"):
+        Reconstruction(object=np.ones((2, 2)), metadata={"backend": "x", "timing": {}})
+    with pytest.raises(DataError, match="expected a ReconstructionRecord or a dict"):
+        Reconstruction(object=np.ones((2, 2)), metadata="x")
+    with pytest.raises(DataError, match="backend"):
+        Reconstruction(object=np.ones((2, 2)), metadata={"backend": ""})
+    with pytest.raises(DataError, match="refine"):
+        Reconstruction(object=np.ones((2, 2)), metadata={"backend": "x", "refine": {"iterations": 2}})
+    refined = Refinement(iterations=2, misfit=[0.5, 0.2, 0.1], scale=1.5, seconds=0.25,
+                         network_object=np.ones((2, 2)))
+    rec = Reconstruction(object=np.ones((2, 2)), metadata={
+        "backend": "x", "timings": {"infer_s": 1}, "history": {"loss": [2, 1]}, "epochs": 2.0, "refine": refined})
+    assert rec.metadata.history == {"loss": [2.0, 1.0]} and rec.metadata.epochs == 2
+    assert rec.metadata.summary() == {"backend": "x", "timings": {"infer_s": 1.0}, "paths": {}, "epochs": 2}
+    assert rec.metadata.refine.summary() == {"iterations": 2, "misfit": [0.5, 0.2, 0.1], "scale": 1.5,
+                                             "seconds": 0.25}
+    assert rec.metadata.refine.network_object.dtype == np.complex64

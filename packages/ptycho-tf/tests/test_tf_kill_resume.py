@@ -24,7 +24,8 @@ import attrs
 import numpy as np
 import pytest
 
-from ptycho_core import bundle, workflow
+from ptycho import workflow
+from ptycho_core import bundle
 from ptycho_core.cli import main as cli_main
 from ptycho_core.config import ModelConfig, TrainingConfig
 from ptycho_core.errors import TrainingDivergedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptycho_core import workflow
+from ptycho import workflow
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_data import grouping
 from ptycho_data.fixtures import canonical_fixture_path
@@ -75,6 +75,6 @@ def test_workflow_streams_a_lazy_directory(stored, tmp_path, monkeypatch):
     kw = dict(model=mc, batch_size=BATCH, backend="tensorflow", accelerator="cpu")
     eager = workflow.infer(InferenceConfig(test_data_file=canonical_fixture_path(), **kw), model=model, write=False)
     lazy = workflow.infer(InferenceConfig(test_data_file=path, **kw), model=model, write=False)
-    assert lazy.metadata["streamed"] and lazy.metadata["n_patches"] == eager.metadata["n_patches"]
+    assert lazy.metadata.streamed and lazy.metadata.n_patches == eager.metadata.n_patches
     assert lazy.object.shape == eager.object.shape
     np.testing.assert_allclose(lazy.object, eager.object, rtol=0, atol=1e-5 * np.abs(eager.object).max())

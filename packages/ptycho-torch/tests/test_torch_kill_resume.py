@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from ptycho_core import bundle, workflow
+from ptycho import workflow
+from ptycho_core import bundle
 from ptycho_core.cli import main as cli_main
 from ptycho_core.config import ModelConfig, TrainingConfig
 from ptycho_core.errors import TrainingDivergedError

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ptycho_core import workflow
+from ptycho import workflow
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_data import grouping
 from ptycho_data.fixtures import canonical_fixture_path
@@ -81,7 +81,7 @@ def test_workflow_streams_a_lazy_directory(stored, tmp_path, monkeypatch):
                            model=eager_model.model, write=False)
     lazy = workflow.infer(InferenceConfig(test_data_file=path, output_dir=tmp_path / "li", **_kw(icfg)),
                           model=eager_model.model)
-    assert lazy.metadata.get("streamed") and not eager.metadata.get("streamed")
+    assert lazy.metadata.streamed and not eager.metadata.streamed
     assert lazy.object.shape == eager.object.shape and lazy.origin == eager.origin
     scale = np.abs(eager.object).max()
     np.testing.assert_allclose(lazy.object, eager.object, rtol=0, atol=1e-5 * scale)

@@ -227,7 +227,7 @@ def test_early_stop_ends_training_on_a_plateau(tmp_path, grouped64):
 
 def test_default_photons_come_from_the_data(tmp_path):
     """Issue 18: 1e6-photon data trained with the defaults gets s = sqrt(1e6)/(N/2) = 31.25, not ~988 (1e9)."""
-    from ptycho_core import workflow
+    from ptycho import workflow
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
     data = simulate_dataset(SimulationConfig(n_positions=16, nphotons=1e6, seed=2), progress=False)

@@ -118,7 +118,7 @@ def initial_weights(model_config: ModelConfig, training_config: TrainingConfig |
     for name, shape in MODEL_PARAMETERS.items():
         values = np.zeros(shape) if rng is None else rng.normal(0.0, INIT_STD, size=shape)
         weights[name] = np.asarray(values, dtype=np.float32)
-    # nphotons: the config's, measured from the data by ptycho_core.workflow.train (a fallback when unset)
+    # nphotons: the config's, measured from the data by ptycho.workflow.train (a fallback when unset)
     nphotons = effective_nphotons(training_config)
     weights["intensity_scale"] = np.float32(reference.physics_scale(nphotons, N)).reshape(())
     weights["probe.real"] = np.zeros((N, N), dtype=np.float32)

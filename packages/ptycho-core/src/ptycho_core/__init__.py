@@ -1,5 +1,6 @@
-"""ptycho-core: configs, data contracts, the backend plugin system, model bundles,
-the NumPy reference physics, the workflow and the ``ptycho`` command line.
+"""ptycho-core, the kernel: configs, data contracts, the backend plugin system, model bundles,
+the NumPy reference physics and the ``ptycho`` command line's kernel commands (``backends``,
+``info``, ``config``). The workflow and its commands are in the ``ptycho`` package.
 
 Importing this package never imports TensorFlow or PyTorch.
 """

@@ -1,7 +1,9 @@
 """The ``ptycho`` command line.
 
-Subcommands register themselves: ptycho-core adds ``backends`` and ``config``; other
-installed packages add theirs through the ``ptycho.commands`` entry-point group (a
+Subcommands register themselves: ptycho-core adds ``backends``, ``info`` and ``config``; other
+installed packages add theirs through the ``ptycho.commands`` entry-point group (ptycho-data:
+``simulate``, ``import``, ``fixture``; the ``ptycho`` application: ``train``, ``infer``, ``run``,
+``demo``, ``evaluate``, ``convert``, ``pretrain``) (a
 callable taking the argparse sub-parsers object). Each subcommand sets
 ``func(args) -> int``. Errors print one line (``ptycho: error: ...``) and exit with 2
 for bad input or configuration, 1 otherwise; ``--debug`` shows the traceback.
@@ -126,12 +128,8 @@ def _core_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     p.set_defaults(func=_cmd_info)
 
     from ptycho_core.cli_config import register as register_config
-    from ptycho_core.cli_pretrain import register as register_pretrain
-    from ptycho_core.cli_workflow import register as register_workflow
 
     register_config(sub)
-    register_workflow(sub)
-    register_pretrain(sub)
     return parser, sub
 
 

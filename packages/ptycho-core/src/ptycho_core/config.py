@@ -104,7 +104,7 @@ def _data_paths(value: Any) -> Path | tuple[Path, ...] | None:
     """``train_data_file``: not set, one path, or several (a list; a list of one is that path).
 
     Globs and directories of datasets are expanded when the data is loaded
-    (``ptycho_core.workflow.data_paths``), not here: a config never touches the filesystem.
+    (``ptycho.workflow.data_paths``), not here: a config never touches the filesystem.
     """
     if value is None or value == "":
         return None
@@ -127,14 +127,14 @@ def _to_float(value: Any) -> Any:
 
 FALLBACK_NPHOTONS = 1e9
 """Photons per pattern assumed by :func:`effective_nphotons` when a training config leaves ``nphotons`` unset
-and nothing measured it from the data (a backend called directly, not through :mod:`ptycho_core.workflow`)."""
+and nothing measured it from the data (a backend called directly, not through :mod:`ptycho.workflow`)."""
 
 
 def effective_nphotons(config: Any) -> float:
     """``config.nphotons``, or :data:`FALLBACK_NPHOTONS` (logged) when it is None or there is no config.
 
-    :func:`ptycho_core.workflow.train` always sets ``nphotons`` from the data first
-    (:func:`ptycho_core.workflow.resolve_nphotons`); this fallback is only reached by code that
+    :func:`ptycho.workflow.train` always sets ``nphotons`` from the data first
+    (:func:`ptycho.workflow.resolve_nphotons`); this fallback is only reached by code that
     calls a backend directly with ``nphotons=None``.
     """
     value = None if config is None else config.nphotons
@@ -143,7 +143,7 @@ def effective_nphotons(config: Any) -> float:
 
         logging.getLogger("ptycho_core.config").warning(
             "TrainingConfig.nphotons is None and was not measured from the data (backend called directly, not "
-            "through ptycho_core.workflow.train); assuming %g photons per pattern", FALLBACK_NPHOTONS)
+            "through ptycho.workflow.train); assuming %g photons per pattern", FALLBACK_NPHOTONS)
         return FALLBACK_NPHOTONS
     return float(value)
 
@@ -353,7 +353,7 @@ class ReadOptions:
     """How to read a data file that does not say everything itself (docs/data-format.md, "Bring your own data").
 
     Used by every command that reads data (``train``, ``infer``, ``run``, ``import``; flags of the same
-    names) and by :func:`ptycho_core.workflow.load_dataset`. A value given here wins over the file's own
+    names) and by :func:`ptycho.workflow.load_dataset`. A value given here wins over the file's own
     (an explicit unit or pixel size that contradicts the file is an error, not a silent choice).
     """
 

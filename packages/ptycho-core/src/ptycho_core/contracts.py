@@ -449,20 +449,99 @@ class ForwardOutput:
     loss: float = attrs.field(converter=float)
 
 
+def _float_dict(value: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in dict(value).items()}
+
+
+def _history(value: Any) -> dict[str, list[float]] | None:
+    return None if value is None else {str(k): [float(v) for v in vals] for k, vals in dict(value).items()}
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Refinement:
+    """What the refinement after the network did (``ptycho.workflow.refine``).
+
+    ``misfit`` is the relative amplitude misfit before the first pass and after each pass;
+    ``scale`` the real factor fitted to the network's object before the passes;
+    ``network_object`` the stitched network output that the refinement started from.
+    """
+
+    iterations: int = attrs.field(converter=int, validator=attrs.validators.ge(1))
+    misfit: tuple[float, ...] = attrs.field(converter=lambda v: tuple(float(x) for x in v))
+    scale: float = attrs.field(converter=float)
+    seconds: float = attrs.field(converter=float, validator=attrs.validators.ge(0.0))
+    network_object: np.ndarray = attrs.field(converter=_as(np.complex64, name="network_object", ndim=2))
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able part (``summary.json``'s ``refine``): all but ``network_object``."""
+        return {"iterations": self.iterations, "misfit": list(self.misfit), "scale": self.scale,
+                "seconds": self.seconds}
+
+
+@attrs.define(kw_only=True, eq=False)
+class ReconstructionRecord:
+    """How a reconstruction was made, filled in by the workflow as it goes (``Reconstruction.metadata``).
+
+    ``backend``: the backend id (always set). ``timings``: seconds per step (``train_s``,
+    ``infer_s``, ``stitch_s``, ``refine_s``). ``history``: the training history per epoch
+    (``ptycho_core.training_log.HISTORY_KEYS``) when the model was trained in this run;
+    ``epochs``: the epochs trained. ``n_patches``: the patches predicted; ``streamed``: the data
+    was read and stitched chunk by chunk. ``paths``: the files written (``bundle``,
+    ``reconstruction``, ``amplitude_png``, ...). ``refine``: the :class:`Refinement`, if any.
+    ``metrics``: the metrics against a ground truth (``ptycho_data.metrics``), if there was one.
+    """
+
+    backend: str = attrs.field(validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)])
+    timings: dict[str, float] = attrs.field(factory=dict, converter=_float_dict)
+    history: dict[str, list[float]] | None = attrs.field(default=None, converter=_history)
+    epochs: int | None = attrs.field(default=None, converter=attrs.converters.optional(int))
+    n_patches: int | None = attrs.field(default=None, converter=attrs.converters.optional(int))
+    streamed: bool = False
+    paths: dict[str, str] = attrs.field(factory=dict, converter=lambda v: {str(k): str(p) for k, p in dict(v).items()})
+    refine: Refinement | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Refinement)))
+    metrics: dict[str, Any] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able fields ``summary.json`` holds at its top level."""
+        out: dict[str, Any] = {"backend": self.backend, "timings": dict(self.timings), "paths": dict(self.paths)}
+        if self.epochs is not None:
+            out["epochs"] = self.epochs
+        if self.n_patches is not None:
+            out["n_patches"] = self.n_patches
+        return out
+
+
+def _record(value: Any) -> ReconstructionRecord:
+    """``Reconstruction.metadata``: a :class:`ReconstructionRecord`, or a dict of its fields."""
+    if isinstance(value, ReconstructionRecord):
+        return value
+    if not isinstance(value, dict):
+        raise DataError(f"Reconstruction.metadata: expected a ReconstructionRecord or a dict of its fields, "
+                        f"got {type(value).__name__}")
+    names = [f.name for f in attrs.fields(ReconstructionRecord)]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise DataError(f"Reconstruction.metadata: unknown entries {unknown}; expected some of {names}")
+    if "backend" not in value:
+        raise DataError("Reconstruction.metadata: expected a 'backend' entry")
+    try:
+        return ReconstructionRecord(**value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"Reconstruction.metadata: {exc}") from exc
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class Reconstruction:
-    """A stitched object. ``metadata`` always contains ``'backend'``.
+    """A stitched object and the :class:`ReconstructionRecord` of how it was made (``metadata``).
 
-    ``origin`` is the (x, y) object-pixel coordinate of canvas pixel [0, 0].
+    ``origin`` is the (x, y) object-pixel coordinate of canvas pixel [0, 0]. ``metadata`` may be
+    given as a dict of the record's fields; ``backend`` is required.
     """
 
     object: np.ndarray = attrs.field(converter=_as(np.complex64, name="object", ndim=2))
     origin: tuple[float, float] = attrs.field(default=(0.0, 0.0), converter=lambda v: (float(v[0]), float(v[1])))
-    metadata: dict = attrs.field(factory=dict)
-
-    def __attrs_post_init__(self) -> None:
-        if "backend" not in self.metadata:
-            raise DataError("Reconstruction.metadata: expected a 'backend' entry")
+    metadata: ReconstructionRecord = attrs.field(converter=_record)
 
     @property
     def amplitude(self) -> np.ndarray:

@@ -11,7 +11,7 @@ Implements the non-learned parts of physics.md exactly as docs/conventions.md fi
   :func:`amplitude_misfit`, :func:`total_loss`;
 - stitching (s4): :func:`canvas_geometry`, :func:`apply_flips`, :func:`crop_center`,
   :func:`reassemble`, :func:`reassemble_loop`, :func:`splat_sum` (the adjoint of
-  :func:`extract_patches`, used by :mod:`ptycho_core.refine`).
+  :func:`extract_patches`, used by :mod:`ptycho.refine`).
 
 Only NumPy is used. Computation runs in float64 / complex128; arrays are returned as
 float32 / complex64. The code lives in ``reference_sampling``, ``reference_physics``,

@@ -248,7 +248,7 @@ def poisson_deviance(lam, k_meas) -> np.ndarray:
 def amplitude_misfit(lam, k_meas) -> float:
     """Relative amplitude misfit ``sum((sqrt(lam) - sqrt(k))^2) / sum(k)`` (0 for a perfect fit).
 
-    The measure :mod:`ptycho_core.refine` reports per pass, here for predicted intensities
+    The measure :mod:`ptycho.refine` reports per pass, here for predicted intensities
     ``lam`` against measured ones ``k`` (both in photon units).
     """
     lam64, k64 = _intensities(lam, k_meas)

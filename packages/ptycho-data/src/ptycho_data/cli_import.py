@@ -134,7 +134,7 @@ def _replace_lazy(source: Any, output: Path, overwrite: bool) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from ptycho_core.cli_read import read_options_from_args
+    from ptycho_data.cli_read import read_options_from_args
     from ptycho_data.geometry import format_summary
 
     options = read_options_from_args(args)
@@ -152,7 +152,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``ptycho import``."""
-    from ptycho_core.cli_read import add_read_flags
+    from ptycho_data.cli_read import add_read_flags
 
     p = subparsers.add_parser(
         "import", help="convert any supported data file into a validated canonical dataset, with a summary",

@@ -101,7 +101,7 @@ def _maps(kind: str, shape: tuple[int, int], rng: np.random.Generator, recipe: A
 def corpus_probe(recipe: Any, N: int, load_dataset: Any = None) -> np.ndarray:
     """The unscaled probe of the corpus: ``probe_from``'s probeGuess, or the default simulated one of side N.
 
-    ``load_dataset(path, what)`` reads ``probe_from`` (``ptycho_core.workflow.load_dataset``).
+    ``load_dataset(path, what)`` reads ``probe_from`` (:func:`ptycho_data.readers.load_dataset`).
 
     Raises
     ------
@@ -111,7 +111,7 @@ def corpus_probe(recipe: Any, N: int, load_dataset: Any = None) -> np.ndarray:
     if recipe.probe_from is None:
         return make_probe(SimulationConfig(N=N))
     if load_dataset is None:
-        from ptycho_core.workflow import load_dataset
+        from ptycho_data.readers import load_dataset
     ds = load_dataset(recipe.probe_from, "probe_from")
     try:
         probe = np.asarray(ds.probe, dtype=np.complex64)

@@ -1,7 +1,7 @@
 """One reader for every supported input, chosen by the file's content (never by its extension).
 
 :func:`open_dataset` is what every ``ptycho`` command reads data with
-(:func:`ptycho_core.workflow.load_dataset` calls it):
+(:func:`ptycho.workflow.load_dataset` calls it):
 
 ========================================  =========================================================
 input                                     recognised by
@@ -33,7 +33,7 @@ import numpy as np
 
 from ptycho_core.config import ReadOptions
 from ptycho_core.contracts import ALLOWED_N, Dataset
-from ptycho_core.errors import DataError
+from ptycho_core.errors import ConfigError, DataError
 from ptycho_data import geometry, npz
 from ptycho_data.hdf5_patterns import open_h5
 from ptycho_data.npzformat import npz_keys
@@ -94,6 +94,21 @@ def _refuse_unused(options: ReadOptions, used: tuple[str, ...], path: Path, kind
         flags = ", ".join(_FLAGS[n] for n in unused)
         raise DataError(f"{path}: is {kind}, which does not use {flags}; drop "
                         f"{'it' if len(unused) == 1 else 'them'} (see docs/data-format.md, 'Bring your own data')")
+
+
+def load_dataset(path: str | os.PathLike | None, what: str, options: ReadOptions | None = None) -> Any:
+    """:func:`open_dataset` for the input a command or config names as ``what`` (e.g. ``"train_data_file"``).
+
+    Gives a :class:`~ptycho_core.errors.ConfigError` naming ``what`` when no path is given and a
+    :class:`~ptycho_core.errors.DataError` when the path does not exist; otherwise the dataset as
+    :func:`open_dataset` reads it (in memory, or lazily for lazy storage; positions in object pixels).
+    """
+    if path is None:
+        raise ConfigError(f"{what}: no data file given (set it in the config or pass --{what.replace('_', '-')})")
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such data file ({what})")
+    return open_dataset(path, options)
 
 
 def open_dataset(path: str | os.PathLike, options: ReadOptions | None = None) -> Any:

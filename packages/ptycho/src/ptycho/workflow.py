@@ -1,10 +1,10 @@
 """The main job: train -> save bundle -> load bundle -> infer -> stitch -> write outputs.
 
-    >>> from ptycho_core import workflow
+    >>> from ptycho import workflow
     >>> from ptycho_core.config import TrainingConfig
     >>> cfg = TrainingConfig(train_data_file="scan.npz", nepochs=20, backend="pytorch")  # doctest: +SKIP
     >>> rec = workflow.run(cfg)                                                          # doctest: +SKIP
-    >>> rec.metadata["paths"]["amplitude_png"]                                           # doctest: +SKIP
+    >>> rec.metadata.paths["amplitude_png"]                                           # doctest: +SKIP
 
 The backend is chosen only by ``config.backend`` (whose default is ``$PTYCHO_BACKEND`` or
 ``'pytorch'``); nothing ever falls back to another backend. Reading data and grouping use
@@ -20,7 +20,7 @@ Several training datasets: ``TrainingConfig.train_data_file`` may name several f
 a glob pattern, a directory of datasets; :func:`data_paths`); each is grouped on its own and
 normalised by its own factor, and the groups are trained on together
 (``ptycho_data.grouping.group_datasets``). ``init_from`` starts training from the weights of a
-model bundle (fine-tuning, :mod:`ptycho_core.finetune`).
+model bundle (fine-tuning, :mod:`ptycho.finetune`).
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ import numpy as np
 
 from ptycho_core import atomic, backends, bundle, reference
 from ptycho_core.config import InferenceConfig, ModelConfig, ReadOptions, TrainingConfig
-from ptycho_core.contracts import Reconstruction, TrainResult
-from ptycho_core.errors import ConfigError, DataError, MissingDependencyError, OutputExistsError
+from ptycho_core.contracts import Reconstruction, Refinement, TrainResult
+from ptycho_core.errors import ConfigError, DataError, OutputExistsError
 
 if TYPE_CHECKING:
     from ptycho_core.contracts import Dataset, GroupedData, InferenceResult, ModelHandle
 
-log = logging.getLogger("ptycho_core.workflow")
+log = logging.getLogger("ptycho.workflow")
 
 BUNDLE_NAME = "model"
 
@@ -56,31 +56,11 @@ NPHOTONS_TOLERANCE = 2.0
 STREAM_CHUNK_BYTES = 1 << 27
 """Predicted patches (complex64) held at once while :func:`predict_and_stitch` streams a lazy dataset."""
 
-def _data_module(name: str) -> Any:
-    try:
-        import importlib
-
-        return importlib.import_module(f"ptycho_data.{name}")
-    except ImportError as exc:  # only when ptycho-core is installed without any backend
-        raise MissingDependencyError(
-            "the workflow needs ptycho-data (installed with every backend): pip install ptycho-torch"
-        ) from exc
-
-
 def load_dataset(path: Path | str | None, what: str, options: ReadOptions | None = None) -> Dataset:
-    """Load a dataset with ptycho-data's one reader (``ptycho_data.readers.open_dataset``), format chosen by content.
+    """Load a dataset with ptycho-data's one reader; see :func:`ptycho_data.readers.load_dataset`."""
+    from ptycho_data.readers import load_dataset as read
 
-    NPZ files (canonical or legacy), Ptychodus products (with ``options.diffraction_file``) and
-    generic detector HDF5 files (``options.patterns``/``x``/``y``) are loaded into memory; a lazy
-    dataset directory or a lazy HDF5 file opens as a ``ptycho_data.lazy.LazyDataset`` whose
-    patterns stay on disk. Positions come back in object pixels.
-    """
-    if path is None:
-        raise ConfigError(f"{what}: no data file given (set it in the config or pass --{what.replace('_', '-')})")
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such data file ({what})")
-    return _data_module("readers").open_dataset(path, options)
+    return read(path, what, options)
 
 
 def resolve_nphotons(config: TrainingConfig, dataset: Any) -> TrainingConfig:
@@ -270,7 +250,7 @@ def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None
     ``dataset`` (one, or a list) replaces reading ``config.train_data_file`` (with
     ``read_options``); several datasets are grouped each on its own and trained on together.
     The model is new, or with ``init_from`` the weights of that bundle
-    (:func:`ptycho_core.finetune.initial_model`: same ModelConfig and backend). Without
+    (:func:`ptycho.finetune.initial_model`: same ModelConfig and backend). Without
     ``resume_from``, checkpoints of an earlier run in ``output_dir/checkpoints`` are not trained
     over unless ``overwrite`` (:class:`~ptycho_core.errors.OutputExistsError`). ``nphotons`` is
     measured from the data when unset (:func:`resolve_nphotons`); the trained model's
@@ -282,7 +262,7 @@ def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None
     if resume_from is None:
         check_no_result([Path(config.output_dir) / "checkpoints"], overwrite)
     if init_from is not None:
-        from ptycho_core.finetune import check_compatible
+        from ptycho.finetune import check_compatible
 
         check_compatible(config, init_from)  # before reading any data
     names: list[str] | None = None
@@ -293,7 +273,9 @@ def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None
     try:
         config = resolve_nphotons(config, dataset)
         backend = backends.get(config.backend)
-        grouped = _data_module("grouping").group_for_training(
+        from ptycho_data import grouping
+
+        grouped = grouping.group_for_training(
             list(dataset) if isinstance(dataset, (list, tuple)) else dataset, config,
             **({"names": names} if isinstance(dataset, (list, tuple)) else {}))
         n_sets = 1 if grouped.norm_factors is None else len(grouped.norm_factors)
@@ -301,7 +283,7 @@ def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None
                  backend.id, grouped.n_groups, grouped.channels, n_sets, config.nepochs)
         start = time.perf_counter()
         if init_from is not None:
-            from ptycho_core.finetune import initial_model
+            from ptycho.finetune import initial_model
 
             model = initial_model(config, init_from)
         else:
@@ -332,8 +314,10 @@ def inference_config_for(config: TrainingConfig, **overrides: Any) -> InferenceC
 
 def predict(model: ModelHandle, dataset: Dataset, config: InferenceConfig) -> InferenceResult:
     """Group ``dataset`` and predict object patches with the model's backend."""
+    from ptycho_data import grouping
+
     backend = backends.get(model.backend)
-    grouped = _data_module("grouping").group_for_inference(dataset, config)
+    grouped = grouping.group_for_inference(dataset, config)
     return backend.infer(model, grouped, config)
 
 
@@ -391,7 +375,7 @@ def predict_and_stitch(model: ModelHandle, grouped: GroupedData, config: Inferen
     Returns
     -------
     Reconstruction
-        With ``metadata['timings']`` (``infer_s``, ``stitch_s``) and ``n_patches``.
+        With ``metadata.timings`` (``infer_s``, ``stitch_s``) and ``metadata.n_patches``.
     """
     backend = backends.get(model.backend)
     crop = config.stitch_crop
@@ -458,7 +442,9 @@ def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset:
         model = model if model is not None else load_model(config)
         config = _with_model_config(config, model)
         shape = None if dataset.object is None else dataset.object.shape
-        grouped = _data_module("grouping").group_for_inference(dataset, config)
+        from ptycho_data import grouping
+
+        grouped = grouping.group_for_inference(dataset, config)
         if grouped.is_lazy:
             log.info("streaming inference over %d lazily read groups", grouped.n_groups)
             rec = predict_and_stitch(model, grouped, config, shape)
@@ -470,7 +456,8 @@ def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset:
             start = time.perf_counter()
             rec = stitch(result, config, model.backend, shape)
             timings["stitch_s"] = time.perf_counter() - start
-            rec.metadata.update(timings=timings, n_patches=int(result.patches.shape[0]))
+            rec.metadata.timings.update(timings)
+            rec.metadata.n_patches = int(result.patches.shape[0])
         if config.refine_iterations:
             rec = refine(rec, dataset, config)
         if write:
@@ -482,23 +469,23 @@ def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset:
 
 
 def refine(rec: Reconstruction, dataset: Any, config: InferenceConfig) -> Reconstruction:
-    """``config.refine_iterations`` passes of :func:`ptycho_core.refine.refine_object` on ``rec``.
+    """``config.refine_iterations`` passes of :func:`ptycho.refine.refine_object` on ``rec``.
 
-    Returns a new reconstruction on the same canvas; its ``metadata['refine']`` holds the
-    iterations, the misfit per pass, the fitted scale, the seconds and ``network_object`` (the
-    stitched network output before refinement), and ``timings['refine_s']`` the seconds.
+    Returns a new reconstruction on the same canvas; its ``metadata.refine`` (a
+    :class:`~ptycho_core.contracts.Refinement`) holds the iterations, the misfit per pass, the
+    fitted scale, the seconds and ``network_object`` (the stitched network output before
+    refinement), and ``metadata.timings['refine_s']`` the seconds.
     """
-    from ptycho_core.refine import refine_object
+    from ptycho.refine import refine_object
 
     source = dataset if hasattr(dataset, "read") else dataset.diffraction  # a lazy dataset is read block by block
     res = refine_object(rec.object, rec.origin, source, dataset.positions, dataset.probe, config.refine_iterations,
                         seed=config.seed, progress=None if config.progress else False)
     log.info("refined %d passes in %.1f s: misfit %.3g -> %.3g", config.refine_iterations, res.seconds,
              res.misfit[0], res.misfit[-1])
-    meta = dict(rec.metadata)
-    meta["timings"] = {**meta.get("timings", {}), "refine_s": res.seconds}
-    meta["refine"] = {"iterations": config.refine_iterations, "misfit": res.misfit, "scale": res.scale,
-                      "seconds": res.seconds, "network_object": rec.object}
+    refinement = Refinement(iterations=config.refine_iterations, misfit=res.misfit, scale=res.scale,
+                            seconds=res.seconds, network_object=rec.object)
+    meta = attrs.evolve(rec.metadata, timings={**rec.metadata.timings, "refine_s": res.seconds}, refine=refinement)
     return Reconstruction(object=res.object, origin=rec.origin, metadata=meta)
 
 
@@ -538,10 +525,10 @@ def run(config: TrainingConfig, inference_config: InferenceConfig | None = None,
                        inference_config=icfg, overwrite=True, provenance=provenance.finish(record))
     model = bundle.load_bundle(bundle_path, backend=config.backend)
     rec = infer(icfg, model=model, dataset=test_ds, write=False)
-    rec.metadata["history"] = {k: [float(v) for v in vals] for k, vals in result.history.items()}
-    rec.metadata["timings"] = {**result.timings, **rec.metadata["timings"]}
-    rec.metadata["epochs"] = result.epochs
-    rec.metadata["paths"] = {"bundle": str(bundle_path)}
+    rec.metadata.history = {k: [float(v) for v in vals] for k, vals in result.history.items()}
+    rec.metadata.timings = {**result.timings, **rec.metadata.timings}
+    rec.metadata.epochs = result.epochs
+    rec.metadata.paths = {"bundle": str(bundle_path)}
     write_outputs(rec, test_ds, out, provenance=record)
     _close(train_ds, test_ds)
     return rec
@@ -561,45 +548,46 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,
     ``provenance`` (:func:`start_provenance`) is finished now and stored in ``summary.json``
     and ``reconstruction.npz`` (key ``provenance``, a JSON string).
     """
-    from ptycho_core import plots
+    from ptycho import plots
     from ptycho_core import provenance as prov
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = dict(rec.metadata.get("paths", {}))
+    paths = dict(rec.metadata.paths)
     npz = out / "reconstruction.npz"
-    refined = rec.metadata.get("refine")
-    extra = {"network_object": refined["network_object"]} if refined else {}
+    refined = rec.metadata.refine
+    extra = {"network_object": refined.network_object} if refined else {}
     if provenance is not None:
         provenance = prov.finish(provenance)
         extra["provenance"] = np.asarray(json.dumps(provenance, default=str))
     _atomic_savez(npz, object=rec.object, amplitude=rec.amplitude, phase=rec.phase,
-                  origin=np.asarray(rec.origin, dtype=np.float64), backend=np.asarray(rec.metadata["backend"]),
+                  origin=np.asarray(rec.origin, dtype=np.float64), backend=np.asarray(rec.metadata.backend),
                   **extra)
     paths["reconstruction"] = str(npz)
     paths["amplitude_png"] = str(plots.save_image(rec.amplitude, out / "amplitude.png", "Amplitude", rec.origin))
     paths["phase_png"] = str(plots.save_image(rec.phase, out / "phase.png", "Phase (rad)", rec.origin, cmap="twilight"))
-    history = rec.metadata.get("history")
+    history = rec.metadata.history
     if history:
         paths["loss_png"] = str(plots.save_loss(history, out / "loss.png"))
     if dataset.object is not None and rec.object.shape == dataset.object.shape:
-        evaluate = _data_module("metrics").evaluate_reconstruction
+        from ptycho_data.metrics import evaluate_reconstruction as evaluate
+
         metrics = evaluate(rec.object, dataset.object, dataset.positions)
         if refined:  # the network's own output too, so the gain of the refinement is visible
-            metrics["network"] = evaluate(refined["network_object"], dataset.object, dataset.positions)
-        rec.metadata["metrics"] = metrics
+            metrics["network"] = evaluate(refined.network_object, dataset.object, dataset.positions)
+        rec.metadata.metrics = metrics
         metrics_path = out / "metrics.json"
         _atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float))
         paths["metrics"] = str(metrics_path)
         paths["comparison_png"] = str(plots.save_comparison(
             rec.object, dataset.object, out / "comparison.png", metrics,
-            network=refined["network_object"] if refined else None))
-    rec.metadata["paths"] = paths
-    summary = {k: v for k, v in rec.metadata.items() if k in ("backend", "timings", "epochs", "paths", "n_patches")}
+            network=refined.network_object if refined else None))
+    rec.metadata.paths = paths
+    summary = rec.metadata.summary()
     if history:
         summary["training"] = training_summary(history)
     if refined:
-        summary["refine"] = {k: v for k, v in refined.items() if k != "network_object"}
+        summary["refine"] = refined.summary()
     if provenance is not None:
         summary["provenance"] = provenance
     _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))

@@ -1,6 +1,6 @@
 """Conversions between Ptychodus's reconstruction types and ptycho's dataset contract.
 
-Used by :mod:`ptycho_core.ptychodus`; imports Ptychodus (``pip install 'ptycho-core[ptychodus]'``)
+Used by :mod:`ptycho.ptychodus`; imports Ptychodus (``pip install 'ptycho-core[ptychodus]'``)
 but no deep-learning framework.
 
 Conventions (Ptychodus 1.7.0 -> DATA-001, see docs/ptychodus.md):
@@ -30,7 +30,7 @@ from ptycho_core.contracts import ALLOWED_N, Dataset
 from ptycho_core.errors import DataError
 from ptycho_core.reference_physics import mean_photons as reference_mean_photons
 
-log = logging.getLogger("ptycho_core.ptychodus")
+log = logging.getLogger("ptycho.ptychodus")
 
 __all__ = ["PIXEL_OFFSET", "mean_photons", "output_product", "to_dataset"]
 

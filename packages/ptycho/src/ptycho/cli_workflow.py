@@ -14,9 +14,9 @@ from typing import Any
 
 import attrs
 
-from ptycho_core.cli_read import add_read_flags, read_options_from_args
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.console import add_output_flags
+from ptycho_data.cli_read import add_read_flags, read_options_from_args
 
 ALIASES = {"train_data_file": ["--train-data"], "test_data_file": ["--test-data"]}
 
@@ -147,30 +147,30 @@ def _refuse_given(args: argparse.Namespace, names: tuple[str, ...], why: str) ->
 
 def _print_paths(rec: Any) -> None:
     """The result of ``run``/``infer``/``demo``: files, then the network's own quality, then what refinement adds."""
-    from ptycho_core.workflow import training_summary
+    from ptycho.workflow import training_summary
 
-    paths = rec.metadata.get("paths", {})
-    timings = rec.metadata.get("timings", {})
-    print(f"backend: {rec.metadata['backend']}")
+    paths = rec.metadata.paths
+    timings = rec.metadata.timings
+    print(f"backend: {rec.metadata.backend}")
     for key, value in paths.items():
         print(f"  {key:<15} {value}")
-    history = rec.metadata.get("history")
+    history = rec.metadata.history
     if history:
         fit = training_summary(history)
         took = f" in {timings['train_s']:.0f} s" if "train_s" in timings else ""
         if "deviance" in fit:
             print(f"network: trained {fit['epochs_run']} epochs{took}; fit to the data: Poisson deviance "
                   f"{fit['deviance']:.4g} (0 = perfect), amplitude misfit {fit['misfit']:.3g}")
-    refined = rec.metadata.get("refine")
-    metrics = rec.metadata.get("metrics") or {}
+    refined = rec.metadata.refine
+    metrics = rec.metadata.metrics or {}
     network_metrics = metrics.get("network") if refined else metrics
     if "infer_s" in timings:
         print(f"network only: inference + stitching {timings['infer_s'] + timings.get('stitch_s', 0.0):.1f} s")
     _print_metrics(network_metrics)
     if refined:
-        n = refined["iterations"]
-        print(f"after refinement ({n} pass{'' if n == 1 else 'es'}, {refined['seconds']:.1f} s): amplitude misfit "
-              f"{refined['misfit'][0]:.3g} -> {refined['misfit'][-1]:.3g}")
+        n = refined.iterations
+        print(f"after refinement ({n} pass{'' if n == 1 else 'es'}, {refined.seconds:.1f} s): amplitude misfit "
+              f"{refined.misfit[0]:.3g} -> {refined.misfit[-1]:.3g}")
         _print_metrics(metrics)
 
 
@@ -186,7 +186,7 @@ def model_defaults_from_bundle(args: argparse.Namespace) -> list[str]:
 
     Returns the names of the fields taken from the bundle.
     """
-    from ptycho_core.finetune import model_settings
+    from ptycho.finetune import model_settings
 
     init_from = getattr(args, "init_from", None)
     if init_from is None or getattr(args, "config", None) is not None:
@@ -199,7 +199,8 @@ def model_defaults_from_bundle(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ptycho_core import bundle, provenance, workflow
+    from ptycho import workflow
+    from ptycho_core import bundle, provenance
 
     _refuse_given(args, ("test_data_file",), "ptycho train does not reconstruct anything, so it would not be used; "
                   "use `ptycho run --test-data` to train and reconstruct, or `ptycho infer` with the trained bundle")
@@ -214,7 +215,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     target = Path(cfg.output_dir) / workflow.BUNDLE_NAME
     workflow.check_no_result([target], args.overwrite)
     if args.init_from is not None:
-        from ptycho_core.finetune import check_compatible
+        from ptycho.finetune import check_compatible
 
         check_compatible(cfg, args.init_from)  # before any work, so a mismatch costs nothing
     record = workflow.start_provenance(cfg, command=_command_line(args))
@@ -237,7 +238,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
-    from ptycho_core import bundle, workflow
+    from ptycho import workflow
+    from ptycho_core import bundle
 
     _refuse_given(args, tuple(f.name for f in attrs.fields(ModelConfig)),
                   "the model bundle (--model-path) fixes the model settings, so ptycho infer does not take model "
@@ -272,7 +274,7 @@ def _resolved(value: Any) -> Any:
 def _run_inference_config(args: argparse.Namespace, cfg: TrainingConfig) -> InferenceConfig:
     """Inference settings of ``ptycho run``/``demo``.
 
-    Those derived from the training config ``cfg`` (:func:`ptycho_core.workflow.inference_config_for`),
+    Those derived from the training config ``cfg`` (:func:`ptycho.workflow.inference_config_for`),
     then every key of the ``[inference]`` section of ``--config`` (a training flag for a field both
     configs have and that the inference config takes from the training one, such as ``--seed``, wins over
     the section; ``--batch-size`` is the training batch only), then the :data:`RUN_INFERENCE_FIELDS` flags.
@@ -282,7 +284,7 @@ def _run_inference_config(args: argparse.Namespace, cfg: TrainingConfig) -> Infe
     ptycho_core.errors.ConfigError
         The section sets one of :data:`RUN_FIXED_FIELDS` to another value than the run uses.
     """
-    from ptycho_core import workflow
+    from ptycho import workflow
     from ptycho_core.errors import ConfigError
 
     given = vars(args)
@@ -313,7 +315,7 @@ def _run_inference_config(args: argparse.Namespace, cfg: TrainingConfig) -> Infe
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ptycho_core import workflow
+    from ptycho import workflow
 
     cfg = _config_from_args(args, TrainingConfig)
     _print_paths(workflow.run(cfg, _run_inference_config(args, cfg), overwrite=args.overwrite,
@@ -349,7 +351,7 @@ def apply_cpu_preset(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ptycho_core import workflow
+    from ptycho import workflow
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
@@ -375,14 +377,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ptycho_core import workflow
     from ptycho_core.errors import DataError
+    from ptycho_data.metrics import evaluate_reconstruction
+    from ptycho_data.npz import load_arrays
+    from ptycho_data.readers import load_dataset
 
-    truth = workflow.load_dataset(args.ground_truth, "ground_truth")
+    truth = load_dataset(args.ground_truth, "ground_truth")
     if truth.object is None:
         raise DataError(f"{args.ground_truth}: no objectGuess (ground truth) in this file")
     # header-checked read: no pickles, no huge declared shapes, truncation is a DataError
-    obj = workflow._data_module("npz").load_arrays(
+    obj = load_arrays(
         args.reconstruction, ["object"], what="a reconstruction.npz written by ptycho run/infer")["object"]
     if obj.dtype.kind not in "fciu":
         raise DataError(f"{args.reconstruction}: key 'object': expected a numeric image, got dtype {obj.dtype}")
@@ -390,8 +394,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise DataError(f"{args.reconstruction}: object shape {obj.shape} differs from ground truth "
                         f"{truth.object.shape}")
     try:
-        metrics = workflow._data_module("metrics").evaluate_reconstruction(obj, truth.object, truth.positions,
-                                                                          register=args.register)
+        metrics = evaluate_reconstruction(obj, truth.object, truth.positions, register=args.register)
     except DataError as exc:
         raise DataError(f"{args.reconstruction} (ground truth {args.ground_truth}): {exc}") from exc
     text = json.dumps(metrics, indent=2, default=float)

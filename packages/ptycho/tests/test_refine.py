@@ -1,13 +1,13 @@
-"""Iterative refinement (ptycho_core.refine) and the splat adjoint it is built on."""
+"""Iterative refinement (ptycho.refine) and the splat adjoint it is built on."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from ptycho.refine import refine_object
 from ptycho_core import reference
 from ptycho_core.errors import ConfigError, DataError
-from ptycho_core.refine import refine_object
 
 N = 32
 

@@ -1,18 +1,18 @@
 """Ptychodus adapter: ptycho's backends as Ptychodus reconstructors (``pip install 'ptycho-core[ptychodus]'``).
 
-    >>> from ptycho_core.ptychodus import PtychoReconstructorLibrary    # doctest: +SKIP
+    >>> from ptycho.ptychodus import PtychoReconstructorLibrary    # doctest: +SKIP
     >>> [r.name for r in PtychoReconstructorLibrary()]                  # doctest: +SKIP
     ['pytorch', 'tensorflow']
 
 :class:`PtychoReconstructorLibrary` (library name ``ptycho``) yields one
 :class:`PtychoReconstructor` per installed ptycho backend; Ptychodus lists them as
 ``ptycho_<backend>``. Each implements Ptychodus's ``TrainableReconstructor``: ``reconstruct``
-runs inference and stitching through :mod:`ptycho_core.workflow`; ``train`` trains on a DATA-001
+runs inference and stitching through :mod:`ptycho.workflow`; ``train`` trains on a DATA-001
 NPZ written by ``export_training_data``; models are ptycho bundles (``.zip``).
 
 Ptychodus 1.7.0 has no plugin discovery for reconstructors: ``ModelCore`` passes a fixed list
 of libraries to ``ProcessingCore``. :func:`create_model_core` (or :func:`install`, for every
-``ModelCore`` built afterwards) adds this library to that list; ``python -m ptycho_core.ptychodus``
+``ModelCore`` built afterwards) adds this library to that list; ``python -m ptycho.ptychodus``
 starts Ptychodus with it. Importing this module imports no deep-learning framework.
 """
 
@@ -38,10 +38,12 @@ from ptychodus.api.reconstruct import (
 )
 from ptychodus.api.settings import SettingsRegistry
 
-from ptycho_core import backends, bundle, workflow
+from ptycho import workflow
+from ptycho.ptychodus_data import mean_photons, output_product, to_dataset
+from ptycho_core import backends, bundle
 from ptycho_core.config import DEFAULT_NEIGHBOR_COUNT, InferenceConfig, ModelConfig, TrainingConfig
-from ptycho_core.errors import ConfigError, DataError, MissingDependencyError
-from ptycho_core.ptychodus_data import mean_photons, output_product, to_dataset
+from ptycho_core.errors import ConfigError, DataError
+from ptycho_data import grouping, npz
 
 if TYPE_CHECKING:
     from ptycho_core.contracts import Dataset, ModelHandle
@@ -53,7 +55,7 @@ LIBRARY_NAME = "ptycho"
 """Ptychodus splits ``<library>_<reconstructor>`` at the first ``_``: the name must not contain one."""
 MODEL_EXTENSION = ".zip"
 PROGRESS_GOAL = 100
-log = logging.getLogger("ptycho_core.ptychodus")
+log = logging.getLogger("ptycho.ptychodus")
 
 
 class PtychoSettings:
@@ -82,15 +84,6 @@ class PtychoSettings:
             output_dir=output_dir,
             backend=backend,
         )
-
-
-def _data_module(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(f"ptycho_data.{name}")
-    except ImportError as exc:
-        raise MissingDependencyError("the Ptychodus adapter needs ptycho-data: pip install ptycho-torch") from exc
 
 
 class PtychoReconstructor(TrainableReconstructor):
@@ -165,7 +158,7 @@ class PtychoReconstructor(TrainableReconstructor):
 
     def export_training_data(self, file_path: Path, parameters: ReconstructInput) -> None:
         """Write the input as a DATA-001 NPZ (amplitudes = sqrt(counts), positions in object pixels)."""
-        _data_module("npz").save_dataset(to_dataset(parameters), Path(file_path))
+        npz.save_dataset(to_dataset(parameters), Path(file_path))
 
     def train(self, input_path: Path, output_path: Path) -> Iterator[TrainOutput]:
         """Train a new model on a DATA-001 NPZ and save it as ``model.zip`` (or the ``.zip`` given).
@@ -175,7 +168,7 @@ class PtychoReconstructor(TrainableReconstructor):
         A seeded ``ValidationFraction`` of the patterns is held out; its loss is reported once
         after training, the training loss for every epoch.
         """
-        dataset = _data_module("npz").load_dataset(_training_file(Path(input_path)))
+        dataset = npz.load_dataset(_training_file(Path(input_path)))
         train_ds, val_ds = _split(dataset, float(self._settings.validation_fraction.get_value()),
                                   self._settings.seed.get_value())
         with tempfile.TemporaryDirectory(prefix="ptycho-ptychodus-") as tmp:
@@ -197,7 +190,7 @@ class PtychoReconstructor(TrainableReconstructor):
             return None
         config = attrs.evolve(config, nphotons=mean_photons(val_ds))
         try:
-            grouped = _data_module("grouping").group_for_training(val_ds, config)
+            grouped = grouping.group_for_training(val_ds, config)
         except DataError as exc:
             self._log.warning("no validation loss: %s", exc)
             return None
@@ -252,7 +245,7 @@ class PtychoReconstructorLibrary(ReconstructorLibrary):
     """
 
     def __init__(self, settings_registry: SettingsRegistry | None = None) -> None:
-        super().__init__("ptycho_core.ptychodus")
+        super().__init__("ptycho.ptychodus")
         self.settings = PtychoSettings(settings_registry if settings_registry is not None else SettingsRegistry())
         installed = [entry.id for entry in backends.available() if entry.installed]
         self._reconstructors = [PtychoReconstructor(bid, self.settings, self.get_logger()) for bid in installed]

@@ -2,13 +2,13 @@
 
     >>> from ptycho_core.config import TrainingConfig
     >>> from ptycho_core.corpus import CorpusConfig
-    >>> from ptycho_core.pretrain import pretrain
+    >>> from ptycho.pretrain import pretrain
     >>> summary = pretrain(TrainingConfig(nepochs=2, output_dir="pre"), CorpusConfig(n_objects=2))  # doctest: +SKIP
 
 The corpus (:class:`~ptycho_core.corpus.CorpusConfig`) is written object by object by
 ``ptycho_data.corpus.write_corpus`` to ``<output_dir>/corpus`` (one lazy dataset per object, so it
 need not fit in memory), then trained on like several training datasets
-(:func:`ptycho_core.workflow.train`: each object grouped and normalised on its own, batches
+(:func:`ptycho.workflow.train`: each object grouped and normalised on its own, batches
 mixing objects). Outputs in ``output_dir``: ``corpus/`` (with ``corpus.json``: the recipe and
 what every object drew), the bundle ``model/`` (its manifest's provenance records the recipe
 under ``config.corpus``), ``summary.json`` (recipe, corpus size, fit, timings, provenance) and
@@ -26,12 +26,13 @@ from typing import Any
 
 import attrs
 
-from ptycho_core import atomic, bundle, provenance, workflow
+from ptycho import workflow
+from ptycho_core import atomic, bundle, provenance
 from ptycho_core.config import TrainingConfig
 from ptycho_core.corpus import CorpusConfig
 from ptycho_core.errors import ConfigError
 
-log = logging.getLogger("ptycho_core.pretrain")
+log = logging.getLogger("ptycho.pretrain")
 
 CORPUS_DIR = "corpus"
 SUMMARY = "summary.json"
@@ -71,7 +72,9 @@ def pretrain(config: TrainingConfig, corpus: CorpusConfig, *, overwrite: bool = 
                               configs={"training": cfg, "corpus": corpus}, inputs={"probe_from": corpus.probe_from})
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    paths = workflow._data_module("corpus").write_corpus(
+    from ptycho_data.corpus import write_corpus
+
+    paths = write_corpus(
         corpus, cfg.model.N, corpus_dir, overwrite=overwrite, progress=None if cfg.progress else False,
         load_dataset=workflow.load_dataset)
     corpus_s = time.perf_counter() - t0

@@ -1,4 +1,4 @@
-"""The Ptychodus adapter (ptycho_core.ptychodus) against ptychodus==1.7.0 (nox session ``ptychodus``)."""
+"""The Ptychodus adapter (ptycho.ptychodus) against ptychodus==1.7.0 (nox session ``ptychodus``)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from ptychodus.api.simulate.diffraction import generate_diffraction_data  # noqa
 from ptychodus.api.simulate.object import generate_uniform_object  # noqa: E402
 from ptychodus.api.simulate.probe import generate_super_gaussian_probe, rescale_probe_intensity  # noqa: E402
 
+from ptycho.ptychodus_data import to_dataset  # noqa: E402
 from ptycho_core import ptychodus as adapter  # noqa: E402
 from ptycho_core.errors import ConfigError, DataError  # noqa: E402
-from ptycho_core.ptychodus_data import to_dataset  # noqa: E402
 
 N = 64
 GRID = 9
@@ -117,7 +117,7 @@ def test_library_name_and_reconstructors_follow_ptychodus_rules():
 
 
 def test_import_does_not_load_a_framework():
-    code = ("import sys, ptycho_core.ptychodus as p; list(p.PtychoReconstructorLibrary()); "
+    code = ("import sys, ptycho.ptychodus as p; list(p.PtychoReconstructorLibrary()); "
             "bad=[m for m in ('torch','tensorflow','keras','lightning') if m in sys.modules]; "
             "sys.exit(f'framework imported: {bad}' if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)

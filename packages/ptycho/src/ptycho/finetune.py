@@ -1,6 +1,6 @@
 """Fine-tuning: start training from the weights of a model bundle (``ptycho train --init-from BUNDLE``).
 
-    >>> from ptycho_core import workflow
+    >>> from ptycho import workflow
     >>> result = workflow.train(config, init_from="pretrained/model")  # doctest: +SKIP
 
 The bundle must have been written by ``config.backend`` (a bundle of another backend is converted

@@ -97,8 +97,8 @@ def corpus_config_from_args(args: argparse.Namespace) -> CorpusConfig:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from ptycho_core.cli_workflow import _command_line, _config_from_args
-    from ptycho_core.pretrain import pretrain
+    from ptycho.cli_workflow import _command_line, _config_from_args
+    from ptycho.pretrain import pretrain
 
     corpus = corpus_config_from_args(args)
     cfg = _config_from_args(args, TrainingConfig)
@@ -118,7 +118,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``ptycho pretrain`` to the ``ptycho`` parser."""
-    from ptycho_core.cli_workflow import OVERWRITE_HELP, _add_field_flags
+    from ptycho.cli_workflow import OVERWRITE_HELP, _add_field_flags
 
     p = sub.add_parser(
         "pretrain", help="simulate a training corpus from a recipe and train a model on it (streamed from disk)",
