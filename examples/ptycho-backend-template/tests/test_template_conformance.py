@@ -35,7 +35,6 @@ def test_entry_point_lists_the_template():
 def test_the_class_implements_every_operation():
     """Each operation hook gets a generated implementation; none is left to the core's fallbacks."""
     from ptycho_backend_template.plugin import TemplateBackend
-
     from ptycho_core.backend_base import OPERATIONS
 
     plugin = TemplateBackend.as_plugin()

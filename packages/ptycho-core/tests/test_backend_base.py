@@ -164,6 +164,8 @@ def test_lazy_function_with_other_argument_names_is_refused_on_first_call():
         ({"build_model": "build_gain"}, r"expected 'module:function'"),
         ({"build_model": "ptycho_core.no_such_module:f"}, r"there is no module 'ptycho_core.no_such_module'"),
         ({"infer": f"{__name__}:build_gain"}, r"infer is also a method of .*; implement it once"),
+        ({"build_model": "ptycho_data.grouping:group_for_training"},
+         r"must live in the backend's own package or in ptycho_core \(allowed: test_backend_base, ptycho_core\)"),
     ],
 )
 def test_bad_operations_table_is_refused(operations, message):

@@ -238,6 +238,13 @@ def _check_operation_table(cls: type[BackendEntrypoint]) -> None:
         module, _, attribute = path.partition(":") if isinstance(path, str) else ("", "", "")
         if not module or not attribute.isidentifier():
             raise HookValidationError(f"{where} = {path!r}: expected 'module:function'")
+        # The entries are imported by name, which import-linter cannot see: keep them inside the layers
+        # (docs/design.md, "Packages and layers") by allowing only the backend's own package and the kernel.
+        allowed = (cls.__module__.partition(".")[0], "ptycho_core")
+        if module.partition(".")[0] not in allowed:
+            raise HookValidationError(
+                f"{where} = {path!r}: an operation must live in the backend's own package or in ptycho_core "
+                f"(allowed: {', '.join(allowed)}); a backend builds on the kernel only")
         try:  # imports the parent packages only, not the module holding the framework code
             found = importlib.util.find_spec(module) is not None
         except ImportError:
@@ -261,7 +268,8 @@ class _LazyFunction:
     def __call__(self, **kwargs: Any) -> Any:
         if self._function is None:
             module, _, attribute = self._path.partition(":")
-            function = getattr(importlib.import_module(module), attribute, None)
+            # a name-import, checked against the layers by _check_operation_table
+            function = getattr(importlib.import_module(module), attribute, None)  # noqa: TID251
             if not callable(function):
                 raise BackendOperationError(f"{self._where}: module {module!r} has no function {attribute!r}")
             _check_parameters(f"{self._where}: {attribute}", self._op, function)
