@@ -42,7 +42,8 @@ from ptycho_core.hookspecs import hookimpl
 if TYPE_CHECKING:
     from ptycho_core.contracts import BackendInfo
 
-__all__ = ["OPERATIONS", "BackendEntrypoint", "BackendPlugin", "hook_parameters", "plugin_for"]
+__all__ = ["OPERATIONS", "STANDARD_LAYOUT", "BackendEntrypoint", "BackendPlugin", "hook_parameters", "plugin_for",
+           "standard_operations"]
 
 _PREFIX = "ptycho_"
 _REGISTER_HOOK = "ptycho_register_backend"
@@ -56,6 +57,33 @@ OPERATIONS: tuple[str, ...] = tuple(
 without their ``ptycho_`` prefix (``build_model``, ``train``, ..., ``reassemble_patches``)."""
 
 _REQUIRED_ATTRIBUTES = ("id", "distribution", "framework", "weight_format")
+
+
+STANDARD_LAYOUT: dict[str, str] = {
+    "build_model": "io:build_handle",
+    "infer": "infer:infer_model",
+    "forward": "infer:forward_model",
+    "save_model": "io:save_model",
+    "load_model": "io:load_model",
+    "export_weights": "io:export_weights",
+    "import_weights": "io:import_weights",
+}
+"""Where an operation lives (``module:function``, relative to the package) in a backend package laid out
+like the bundled ones (docs/design.md, "Layout": the same module names in every backend)."""
+
+
+def standard_operations(package: str, **more: str) -> dict[str, str]:
+    """The ``operations`` table of a backend package with :data:`STANDARD_LAYOUT`, plus ``more``.
+
+    ``more`` adds or replaces entries (``reassemble_patches="pkg.reassemble:stitch"``); the table is
+    checked like any other when the backend is registered.
+
+        >>> standard_operations("ptycho_torch")["infer"]
+        'ptycho_torch.infer:infer_model'
+    """
+    table = {op: f"{package}.{where}" for op, where in STANDARD_LAYOUT.items()}
+    table.update(more)
+    return table
 
 
 def hook_parameters(operation: str) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ptycho_core.backend_base import BackendEntrypoint
+from ptycho_core.backend_base import BackendEntrypoint, standard_operations
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,16 +30,8 @@ class TensorFlowBackend(BackendEntrypoint):
     framework_distributions = ("tensorflow", "tensorflow-cpu", "keras")
     weight_format = "model.weights.h5 (Keras HDF5 weights; architecture rebuilt from config.json)"
     description = "PtychoPINN on TensorFlow / Keras 3"
-    operations = {
-        "build_model": "ptycho_tf.io:build_handle",
-        "infer": "ptycho_tf.infer:infer_model",
-        "forward": "ptycho_tf.infer:forward_model",
-        "save_model": "ptycho_tf.io:save_model",
-        "load_model": "ptycho_tf.io:load_model",
-        "export_weights": "ptycho_tf.io:export_weights",
-        "import_weights": "ptycho_tf.io:import_weights",
-        "reassemble_patches": "ptycho_tf.reassemble:reassemble_tf",
-    }
+    # the modules of docs/design.md's backend layout, and this backend's own stitcher
+    operations = standard_operations("ptycho_tf", reassemble_patches="ptycho_tf.reassemble:reassemble_tf")
 
     def devices(self) -> tuple[str, ...]:
         """``('cpu',)`` plus ``'gpu:<i> (<name>)'`` for every GPU TensorFlow sees."""

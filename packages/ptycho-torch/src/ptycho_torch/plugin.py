@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ptycho_core.backend_base import BackendEntrypoint
+from ptycho_core.backend_base import BackendEntrypoint, standard_operations
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,16 +28,8 @@ class TorchBackend(BackendEntrypoint):
     framework_distributions = ("torch", "lightning")
     weight_format = "model.ckpt (Lightning checkpoint, hyper_parameters as plain dicts; torch.load weights_only)"
     description = "PtychoPINN on PyTorch + Lightning"
-    operations = {
-        "build_model": "ptycho_torch.io:build_handle",
-        "infer": "ptycho_torch.infer:infer_model",
-        "forward": "ptycho_torch.infer:forward_model",
-        "save_model": "ptycho_torch.io:save_model",
-        "load_model": "ptycho_torch.io:load_model",
-        "export_weights": "ptycho_torch.io:export_weights",
-        "import_weights": "ptycho_torch.io:import_weights",
-        "reassemble_patches": "ptycho_torch.reassemble:reassemble_torch",
-    }
+    # the modules of docs/design.md's backend layout, and this backend's own stitcher
+    operations = standard_operations("ptycho_torch", reassemble_patches="ptycho_torch.reassemble:reassemble_torch")
 
     def devices(self) -> tuple[str, ...]:
         """``('cpu',)`` plus ``'cuda:<i> (<name>)'`` for every CUDA device torch sees."""
