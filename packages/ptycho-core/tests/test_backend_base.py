@@ -249,8 +249,26 @@ def test_entry_point_naming_a_class_is_listed_without_import_and_dispatched(inst
     assert be.info.version == "0.1" and be.info.distribution == "ptycho-classy"
 
 
-def test_entry_point_naming_the_module_of_a_backend_class_says_to_name_the_class(install_classy):
+def test_entry_point_naming_the_module_of_a_backend_class_uses_the_class(install_classy):
     reg = install_classy("classy_backend")
-    expected = r'must name the class \(classy = "classy_backend:ClassyBackend"\).*reinstall the package'
-    with pytest.raises(BackendLoadError, match=expected):
-        backends.get("classy", reg)
+    be = backends.get("classy", reg)
+    assert be.build_model(ModelConfig()).backend == "classy" and be.info.distribution == "ptycho-classy"
+
+
+def test_entry_point_naming_a_module_with_two_backend_classes_asks_for_one(tmp_path, monkeypatch):
+    source = CLASSY_SOURCE + """
+
+class OtherBackend(ClassyBackend):
+    pass
+"""
+    root = make_distribution(tmp_path / "site", "ptycho-classy", {"classy": "classy_backend"},
+                             {"classy_backend": source})
+    monkeypatch.syspath_prepend(str(root))
+    registry.refresh()
+    try:
+        with pytest.raises(BackendLoadError, match=r"several backend classes \(ClassyBackend, OtherBackend\); "
+                                                   r'name one: classy = "classy_backend:ClassyBackend"'):
+            backends.get("classy", Registry(autoload=True))
+    finally:
+        sys.modules.pop("classy_backend", None)
+        registry.refresh()

@@ -187,8 +187,7 @@ class Registry:
                 f"backend {backend_id!r} is installed ({ep.value}) but failed to import: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        _refuse_module_holding_a_backend_class(backend_id, ep, plugin)
-        self.register(plugin, backend_id)
+        self.register(_backend_class_of_module(backend_id, ep, plugin), backend_id)
         return self._backends[backend_id]
 
     def info(self, backend_id: str) -> Any:
@@ -211,24 +210,26 @@ class Registry:
         return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
 
 
-def _refuse_module_holding_a_backend_class(backend_id: str, ep: metadata.EntryPoint, plugin: Any) -> None:
-    """An entry point naming a module with a backend class but no hooks: say to name the class.
+def _backend_class_of_module(backend_id: str, ep: metadata.EntryPoint, plugin: Any) -> Any:
+    """``plugin``, or the backend class it defines when the entry point names a module with a class but no hooks.
 
-    Typically package metadata written before the backend became a class (reinstall the package).
+    ``pytorch = "ptycho_torch.plugin"`` (the module) then works like ``"ptycho_torch.plugin:TorchBackend"``
+    (the form the bundled backends use): metadata installed before a backend became a class, or a
+    third party who names the module. A module with several backend classes is ambiguous (an error
+    naming them); one whose class has another id is refused by :meth:`Registry.register`.
     """
     if not isinstance(plugin, types.ModuleType) or any(name.startswith("ptycho_") for name in vars(plugin)):
-        return
+        return plugin
     classes = [
-        name for name, value in vars(plugin).items()
+        value for value in vars(plugin).values()
         if isinstance(value, type) and issubclass(value, BackendEntrypoint) and value.__module__ == plugin.__name__
     ]
-    if classes:
+    if len(classes) > 1:
+        names = ", ".join(c.__name__ for c in classes)
         raise BackendLoadError(
-            f"backend {backend_id!r}: the entry point names the module {ep.value!r}, which has no hooks but "
-            f"defines the backend class {classes[0]}; the entry point must name the class "
-            f"({backend_id} = \"{plugin.__name__}:{classes[0]}\"). If the package's pyproject.toml already "
-            "does, its installed metadata is older: reinstall the package"
-        )
+            f"backend {backend_id!r}: the entry point names the module {ep.value!r}, which defines several backend "
+            f"classes ({names}); name one: {backend_id} = \"{plugin.__name__}:{classes[0].__name__}\"")
+    return classes[0] if classes else plugin
 
 
 @functools.lru_cache(maxsize=1)
