@@ -240,7 +240,7 @@ def _torch_bare_net(gridsize: int, nfs: int, layout: str, device: str):
 def worker_train_pytorch(gridsize: int, groups: int, epochs: int, nfs: int, device: str = "auto") -> dict:
     import torch
 
-    from ptycho_torch import plugin
+    from ptycho_torch.io import build_handle
     from ptycho_torch.module import grouped_tensors
     from ptycho_torch.runtime import fit_threads
     from ptycho_torch.train import train_model
@@ -273,7 +273,7 @@ def worker_train_pytorch(gridsize: int, groups: int, epochs: int, nfs: int, devi
     bare = {kind: bare_epochs(kind, epochs) for kind in TORCH_LAYOUTS}
     with tempfile.TemporaryDirectory() as tmp:
         mc, tc = _train_config("pytorch", gridsize, epochs, nfs, Path(tmp), device)
-        result = train_model(plugin.ptycho_build_model(mc, tc), data, tc, enable_progress_bar=False)
+        result = train_model(build_handle(mc, tc), data, tc, enable_progress_bar=False)
     for kind in TORCH_LAYOUTS:  # and once after the backend, against drift
         bare[kind] += bare_epochs(kind, 2)[1:]
     bound = {kind: patterns / min(s[1:]) for kind, s in bare.items()}
@@ -285,8 +285,8 @@ def worker_train_pytorch(gridsize: int, groups: int, epochs: int, nfs: int, devi
 
 
 def worker_train_tensorflow(gridsize: int, groups: int, epochs: int, nfs: int, device: str = "auto") -> dict:
-    from ptycho_tf import plugin
     from ptycho_tf._env import keras, tf
+    from ptycho_tf.io import build_handle
     from ptycho_tf.model import build_network
     from ptycho_tf.train import train_model
 
@@ -323,7 +323,7 @@ def worker_train_tensorflow(gridsize: int, groups: int, epochs: int, nfs: int, d
     bare = bare_epochs(epochs)
     with tempfile.TemporaryDirectory() as tmp:
         mc, tc = _train_config("tensorflow", gridsize, epochs, nfs, Path(tmp), device)
-        result = train_model(plugin.ptycho_build_model(mc, tc), data, tc, verbose=0)
+        result = train_model(build_handle(mc, tc), data, tc, verbose=0)
     bare += bare_epochs(2)[1:]  # and once after the backend, against drift
     return {"figure": patterns / min(result.history["epoch_s"][1:]), "bound": patterns / min(bare[1:]),
             "device": device, "detail": {"backend_epoch_s": result.history["epoch_s"], "bare_epoch_s": bare,
@@ -335,8 +335,8 @@ def worker_infer_pytorch(gridsize: int, groups: int, repeats: int, nfs: int, dev
     import torch
 
     from ptycho_core.config import InferenceConfig
-    from ptycho_torch import plugin
     from ptycho_torch.infer import infer_model
+    from ptycho_torch.io import build_handle
     from ptycho_torch.module import grouped_tensors
     from ptycho_torch.runtime import fit_threads
 
@@ -346,7 +346,7 @@ def worker_infer_pytorch(gridsize: int, groups: int, repeats: int, nfs: int, dev
     data = synthetic_groups(groups, gridsize)
     patterns = data.n_groups * data.channels
     mc, tc = _train_config("pytorch", gridsize, 1, nfs, Path("."), device)
-    model = plugin.ptycho_build_model(mc, tc)
+    model = build_handle(mc, tc)
     cfg = InferenceConfig(model=mc, backend="pytorch", batch_size=64, accelerator=_accelerator(device))
     X = grouped_tensors(data)[0]
     nets = {}
@@ -383,15 +383,15 @@ def worker_infer_pytorch(gridsize: int, groups: int, repeats: int, nfs: int, dev
 
 def worker_infer_tensorflow(gridsize: int, groups: int, repeats: int, nfs: int, device: str = "auto") -> dict:
     from ptycho_core.config import InferenceConfig
-    from ptycho_tf import plugin
     from ptycho_tf._env import tf
     from ptycho_tf.infer import infer_model
+    from ptycho_tf.io import build_handle
 
     device = resolve_device(device, "tensorflow")
     data = synthetic_groups(groups, gridsize)
     patterns = data.n_groups * data.channels
     mc, tc = _train_config("tensorflow", gridsize, 1, nfs, Path("."), device)
-    model = plugin.ptycho_build_model(mc, tc)
+    model = build_handle(mc, tc)
     cfg = InferenceConfig(model=mc, backend="tensorflow", batch_size=64, accelerator=_accelerator(device))
     net = model.native.net
     C = data.channels
