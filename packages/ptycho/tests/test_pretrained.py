@@ -1,7 +1,7 @@
 """The pretrained models shipped with the package (issue 17, item 4): files, card, ``ptycho models``, errors.
 
 No deep-learning framework is needed here; loading into both backends and their agreement is
-``tests/parity/test_parity.py::test_shipped_model_loads_by_name_in_both_backends_and_agree``.
+``tests/parity/test_parity.py::test_shipped_model_loads_by_name_in_both_backends_and_agrees``.
 """
 
 from __future__ import annotations
