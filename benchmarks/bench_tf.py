@@ -29,9 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from ptycho_core import reference  # noqa: E402
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig  # noqa: E402
 from ptycho_core.contracts import GroupedData  # noqa: E402
-from ptycho_tf import plugin  # noqa: E402
 from ptycho_tf._env import keras, tf  # noqa: E402
 from ptycho_tf.infer import infer_model  # noqa: E402
+from ptycho_tf.io import build_handle  # noqa: E402
 from ptycho_tf.reassemble import reassemble_tf  # noqa: E402
 from ptycho_tf.train import train_model  # noqa: E402
 
@@ -54,7 +54,7 @@ def bench_training(data: GroupedData, gridsize: int, epochs: int, batch: int, ac
     with tempfile.TemporaryDirectory() as tmp:
         tc = TrainingConfig(model=mc, nepochs=epochs, batch_size=batch, output_dir=Path(tmp), backend="tensorflow",
                             accelerator=accelerator, neighbor_count=max(4, gridsize * gridsize))
-        model = plugin.ptycho_build_model(mc, tc)
+        model = build_handle(mc, tc)
         t0 = time.perf_counter()
         result = train_model(model, data, tc, verbose=0)
         total = time.perf_counter() - t0

@@ -26,8 +26,8 @@ import torch
 from ptycho_core import reference
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.contracts import GroupedData
-from ptycho_torch import plugin
 from ptycho_torch.infer import infer_model
+from ptycho_torch.io import build_handle
 from ptycho_torch.reassemble import reassemble_torch
 from ptycho_torch.train import train_model
 
@@ -50,7 +50,7 @@ def bench_training(data: GroupedData, gridsize: int, epochs: int, batch: int, ac
     with tempfile.TemporaryDirectory() as tmp:
         tc = TrainingConfig(model=mc, nepochs=epochs, batch_size=batch, output_dir=Path(tmp), backend="pytorch",
                             accelerator=accelerator, neighbor_count=max(4, gridsize * gridsize))
-        model = plugin.ptycho_build_model(mc, tc)
+        model = build_handle(mc, tc)
         t0 = time.perf_counter()
         result = train_model(model, data, tc, enable_progress_bar=False)
         total = time.perf_counter() - t0

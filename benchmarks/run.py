@@ -19,6 +19,11 @@ ratio. Rows:
   and once more after the backend;
 * inference throughput of each backend's ``infer_model`` vs the bare network forward in
   batches of the same size: ratio ``bare / backend``, target <= 1.15;
+* for torch, both bare loops also run with the network in its previous layout (NCHW
+  activations, ``layout='contiguous'``, Adam's per-tensor loop) next to the backend's fast one
+  (``channels_last``, fused Adam), row "bare pytorch fast vs current layout"; the pytorch
+  rows above are judged against the fast bare loop, the framework's best;
+* TensorFlow's figure divided by torch's, backend and bare, per gridsize (target <= 1.25);
 * stitching 800 and 10,000 patches (N=64, M=20) with each backend and the NumPy reference
   vs a plain ``np.add.at`` bilinear scatter of the same data (ratio ``time / bound``, target
   <= 2) and vs two per-patch Python loops (speed-up, target >= 20): ``reference.reassemble_loop``,
@@ -31,6 +36,11 @@ ratio. Rows:
 * the integration cycle ``python -m ptycho_core.cli run --backend X --nepochs 2`` on the
   canonical fixture from interpreter start (targets 12 s pytorch, 18 s tensorflow; bound:
   the interpreter importing that backend's framework modules).
+
+Devices: ``--device auto`` (the default) runs every throughput and stitching row on CUDA when
+the framework sees a GPU (TensorFlow's ``/GPU:0``), else on the CPU; ``--device cpu`` or
+``cuda`` forces one. Each throughput row names the device it ran on; the integration cycle
+uses the CLI's ``accelerator='auto'``.
 
 Every backend measurement runs in its own subprocess (this script with ``--worker``), so
 the frameworks never share a process; the peak RSS of each subprocess is read from
@@ -54,6 +64,7 @@ N = 64
 BATCH = 16
 CROP = 20
 TRAIN_RATIO_TARGET = 1.15
+CROSS_RATIO_TARGET = 1.25  # TensorFlow / PyTorch throughput, same run
 STITCH_RATIO_TARGET = 2.0
 LOOP_SPEEDUP_TARGET = 20.0
 CANVAS_LOOP_SAMPLE = 800
@@ -167,67 +178,126 @@ def best_of(fn, repeats: int) -> float:
 
 
 # -------------------------------------------------------------------------------------- workers
-def _train_config(backend: str, gridsize: int, epochs: int, nfs: int, out: Path):
+def resolve_device(device: str, backend: str) -> str:
+    """``'auto'`` -> ``'cuda'`` when the backend's framework sees a GPU, else ``'cpu'``; others unchanged.
+
+    Every throughput and stitching row runs on the device this returns, so on a machine with
+    a GPU the table is the GPU's; ``--device cpu`` forces the CPU.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device != "auto":
+        return device
+    if backend == "pytorch":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if backend == "tensorflow":
+        from ptycho_tf._env import tf
+
+        return "cuda" if tf.config.list_logical_devices("GPU") else "cpu"
+    return "cpu"
+
+
+def _accelerator(device: str) -> str:
+    return "gpu" if device == "cuda" else "cpu"
+
+
+def _tf_device(device: str) -> str:
+    return "/GPU:0" if device == "cuda" else "/CPU:0"
+
+
+def _train_config(backend: str, gridsize: int, epochs: int, nfs: int, out: Path, device: str = "cpu"):
     from ptycho_core.config import ModelConfig, TrainingConfig
 
     mc = ModelConfig(N=N, gridsize=gridsize, n_filters_scale=nfs)
     return mc, TrainingConfig(model=mc, nepochs=epochs, batch_size=BATCH, output_dir=out, backend=backend,
-                              accelerator="cpu", neighbor_count=max(4, gridsize * gridsize),
+                              accelerator=_accelerator(device), neighbor_count=max(4, gridsize * gridsize),
                               checkpoint_every=epochs)
 
 
-def worker_train_pytorch(gridsize: int, groups: int, epochs: int, nfs: int) -> dict:
+def _torch_sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+# the two torch layouts the bare-network rows compare: the network as it ran before
+# channels-last (NCHW activations, Adam's per-tensor loop) and the backend's fast path
+TORCH_LAYOUTS = {"current": ("contiguous", False), "fast": ("channels_last", True)}
+
+
+def _torch_bare_net(gridsize: int, nfs: int, layout: str, device: str):
     import torch
 
-    from ptycho_torch import plugin
     from ptycho_torch.model import PtychoNet
-    from ptycho_torch.module import grouped_tensors
-    from ptycho_torch.train import train_model
-
-    data = synthetic_groups(groups, gridsize)
-    patterns = data.n_groups * data.channels
-    X, _ = grouped_tensors(data)
 
     torch.manual_seed(0)
-    net = PtychoNet(N=N, gridsize=gridsize, n_filters_scale=nfs)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
+    return PtychoNet(N=N, gridsize=gridsize, n_filters_scale=nfs, layout=layout).to(device)
 
-    def bare_epochs(n: int) -> list[float]:
+
+def worker_train_pytorch(gridsize: int, groups: int, epochs: int, nfs: int, device: str = "auto") -> dict:
+    import torch
+
+    from ptycho_torch.io import build_handle
+    from ptycho_torch.module import grouped_tensors
+    from ptycho_torch.runtime import fit_threads
+    from ptycho_torch.train import train_model
+
+    device = resolve_device(device, "pytorch")
+    if device == "cpu":
+        fit_threads()
+    data = synthetic_groups(groups, gridsize)
+    patterns = data.n_groups * data.channels
+    X = grouped_tensors(data)[0].to(device)
+
+    def bare_epochs(kind: str, n: int) -> list[float]:
+        layout, fused = TORCH_LAYOUTS[kind]
+        net = _torch_bare_net(gridsize, nfs, layout, device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused)
+        gen = torch.Generator().manual_seed(0)
         seconds = []
         for _ in range(n):
+            _torch_sync(device)
             t0 = time.perf_counter()
             for idx in torch.randperm(X.shape[0], generator=gen).split(BATCH):
                 opt.zero_grad()
-                loss = torch.view_as_real(net(X[idx])).mean()
+                loss = torch.view_as_real(net(X[idx.to(device)])).mean()
                 loss.backward()
                 opt.step()
+            _torch_sync(device)
             seconds.append(time.perf_counter() - t0)
         return seconds
 
-    bare = bare_epochs(epochs)
+    bare = {kind: bare_epochs(kind, epochs) for kind in TORCH_LAYOUTS}
     with tempfile.TemporaryDirectory() as tmp:
-        mc, tc = _train_config("pytorch", gridsize, epochs, nfs, Path(tmp))
-        result = train_model(plugin.ptycho_build_model(mc, tc), data, tc, enable_progress_bar=False)
-    bare += bare_epochs(1)  # and once after the backend, against drift
-    return {"figure": patterns / min(result.history["epoch_s"][1:]), "bound": patterns / min(bare[1:]),
-            "detail": {"backend_epoch_s": result.history["epoch_s"], "bare_epoch_s": bare,
-                       "threads": torch.get_num_threads()}}
+        mc, tc = _train_config("pytorch", gridsize, epochs, nfs, Path(tmp), device)
+        result = train_model(build_handle(mc, tc), data, tc, enable_progress_bar=False)
+    for kind in TORCH_LAYOUTS:  # and once after the backend, against drift
+        bare[kind] += bare_epochs(kind, 2)[1:]
+    bound = {kind: patterns / min(s[1:]) for kind, s in bare.items()}
+    return {"figure": patterns / min(result.history["epoch_s"][1:]), "bound": bound["fast"],
+            "bare_current": bound["current"], "device": device,
+            "detail": {"backend_epoch_s": result.history["epoch_s"], "bare_fast_epoch_s": bare["fast"],
+                       "bare_current_epoch_s": bare["current"], "threads": torch.get_num_threads(),
+                       "device": device}}
 
 
-def worker_train_tensorflow(gridsize: int, groups: int, epochs: int, nfs: int) -> dict:
-    from ptycho_tf import plugin
+def worker_train_tensorflow(gridsize: int, groups: int, epochs: int, nfs: int, device: str = "auto") -> dict:
     from ptycho_tf._env import keras, tf
+    from ptycho_tf.io import build_handle
     from ptycho_tf.model import build_network
     from ptycho_tf.train import train_model
 
+    device = resolve_device(device, "tensorflow")
     data = synthetic_groups(groups, gridsize)
     patterns = data.n_groups * data.channels
-    X = tf.constant(data.X)
-
-    net = build_network(_train_config("tensorflow", gridsize, 1, nfs, Path("."))[0], seed=0)
-    opt = keras.optimizers.Adam(learning_rate=1e-3)
-    rng = tf.random.Generator.from_seed(0)
+    with tf.device(_tf_device(device)):
+        X = tf.constant(data.X)
+        net = build_network(_train_config("tensorflow", gridsize, 1, nfs, Path("."))[0], seed=0)
+        opt = keras.optimizers.Adam(learning_rate=1e-3)
+        rng = tf.random.Generator.from_seed(0)
 
     @tf.function(reduce_retracing=True)
     def step(xb):
@@ -240,64 +310,89 @@ def worker_train_tensorflow(gridsize: int, groups: int, epochs: int, nfs: int) -
 
     def bare_epochs(n: int) -> list[float]:
         seconds = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            perm = tf.argsort(rng.uniform([X.shape[0]]))
-            for start in range(0, X.shape[0], BATCH):
-                step(tf.gather(X, perm[start:start + BATCH]))
-            seconds.append(time.perf_counter() - t0)
+        with tf.device(_tf_device(device)):
+            for _ in range(n):
+                t0 = time.perf_counter()
+                perm = tf.argsort(rng.uniform([X.shape[0]]))
+                for start in range(0, X.shape[0], BATCH):
+                    loss = step(tf.gather(X, perm[start:start + BATCH]))
+                float(loss)  # wait for the device
+                seconds.append(time.perf_counter() - t0)
         return seconds
 
     bare = bare_epochs(epochs)
     with tempfile.TemporaryDirectory() as tmp:
-        mc, tc = _train_config("tensorflow", gridsize, epochs, nfs, Path(tmp))
-        result = train_model(plugin.ptycho_build_model(mc, tc), data, tc, verbose=0)
-    bare += bare_epochs(1)  # and once after the backend, against drift
+        mc, tc = _train_config("tensorflow", gridsize, epochs, nfs, Path(tmp), device)
+        result = train_model(build_handle(mc, tc), data, tc, verbose=0)
+    bare += bare_epochs(2)[1:]  # and once after the backend, against drift
     return {"figure": patterns / min(result.history["epoch_s"][1:]), "bound": patterns / min(bare[1:]),
-            "detail": {"backend_epoch_s": result.history["epoch_s"], "bare_epoch_s": bare}}
+            "device": device, "detail": {"backend_epoch_s": result.history["epoch_s"], "bare_epoch_s": bare,
+                                         "device": device}}
 
 
-def worker_infer_pytorch(gridsize: int, groups: int, repeats: int, nfs: int) -> dict:
+def worker_infer_pytorch(gridsize: int, groups: int, repeats: int, nfs: int, device: str = "auto") -> dict:
+    import numpy as np
     import torch
 
     from ptycho_core.config import InferenceConfig
-    from ptycho_torch import plugin
     from ptycho_torch.infer import infer_model
+    from ptycho_torch.io import build_handle
     from ptycho_torch.module import grouped_tensors
+    from ptycho_torch.runtime import fit_threads
 
+    device = resolve_device(device, "pytorch")
+    if device == "cpu":
+        fit_threads()
     data = synthetic_groups(groups, gridsize)
     patterns = data.n_groups * data.channels
-    mc, tc = _train_config("pytorch", gridsize, 1, nfs, Path("."))
-    model = plugin.ptycho_build_model(mc, tc)
-    cfg = InferenceConfig(model=mc, backend="pytorch", batch_size=64, accelerator="cpu")
-    net = model.native.net
-    X, _ = grouped_tensors(data)
+    mc, tc = _train_config("pytorch", gridsize, 1, nfs, Path("."), device)
+    model = build_handle(mc, tc)
+    cfg = InferenceConfig(model=mc, backend="pytorch", batch_size=64, accelerator=_accelerator(device))
+    X = grouped_tensors(data)[0]
+    nets = {}
+    for kind, (layout, _) in TORCH_LAYOUTS.items():
+        nets[kind] = _torch_bare_net(gridsize, nfs, layout, device)
+        nets[kind].load_state_dict(model.native.net.state_dict())
+        nets[kind].eval()
 
-    def bare() -> None:
-        net.eval()
+    def bare(kind: str) -> np.ndarray:
         with torch.inference_mode():
-            torch.cat([net(X[s:s + cfg.batch_size]) for s in range(0, X.shape[0], cfg.batch_size)]).numpy()
+            return torch.cat([nets[kind](X[s:s + cfg.batch_size].to(device)).cpu()
+                              for s in range(0, X.shape[0], cfg.batch_size)]).numpy()
 
-    infer_model(model, data, cfg)
-    bare()
-    t_bare = best_of(bare, repeats)
+    backend_out = infer_model(model, data, cfg).patches
+    outs = {kind: bare(kind) for kind in TORCH_LAYOUTS}
+    times = {kind: best_of(lambda k=kind: bare(k), repeats) for kind in TORCH_LAYOUTS}
     t_backend = best_of(lambda: infer_model(model, data, cfg), repeats)
-    t_bare = min(t_bare, best_of(bare, repeats))
-    return {"figure": patterns / t_backend, "bound": patterns / t_bare,
-            "detail": {"backend_s": t_backend, "bare_s": t_bare, "batch_size": cfg.batch_size}}
+    for kind in TORCH_LAYOUTS:
+        times[kind] = min(times[kind], best_of(lambda k=kind: bare(k), repeats))
+
+    def rel(a, b) -> float:
+        return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
+
+    C = data.channels
+    backend_patches = backend_out if mc.stitches_group_object else backend_out.reshape(-1, C, N, N)
+    detail = {"backend_s": t_backend, "bare_fast_s": times["fast"], "bare_current_s": times["current"],
+              "batch_size": cfg.batch_size, "device": device, "threads": torch.get_num_threads(),
+              "max_rel_diff_fast_vs_current": rel(outs["fast"], outs["current"])}
+    if not mc.stitches_group_object:  # at gridsize 2 the backend returns merged group objects
+        detail["max_rel_diff_backend_vs_bare"] = rel(backend_patches, outs["fast"])
+    return {"figure": patterns / t_backend, "bound": patterns / times["fast"],
+            "bare_current": patterns / times["current"], "device": device, "detail": detail}
 
 
-def worker_infer_tensorflow(gridsize: int, groups: int, repeats: int, nfs: int) -> dict:
+def worker_infer_tensorflow(gridsize: int, groups: int, repeats: int, nfs: int, device: str = "auto") -> dict:
     from ptycho_core.config import InferenceConfig
-    from ptycho_tf import plugin
     from ptycho_tf._env import tf
     from ptycho_tf.infer import infer_model
+    from ptycho_tf.io import build_handle
 
+    device = resolve_device(device, "tensorflow")
     data = synthetic_groups(groups, gridsize)
     patterns = data.n_groups * data.channels
-    mc, tc = _train_config("tensorflow", gridsize, 1, nfs, Path("."))
-    model = plugin.ptycho_build_model(mc, tc)
-    cfg = InferenceConfig(model=mc, backend="tensorflow", batch_size=64, accelerator="cpu")
+    mc, tc = _train_config("tensorflow", gridsize, 1, nfs, Path("."), device)
+    model = build_handle(mc, tc)
+    cfg = InferenceConfig(model=mc, backend="tensorflow", batch_size=64, accelerator=_accelerator(device))
     net = model.native.net
     C = data.channels
 
@@ -306,35 +401,37 @@ def worker_infer_tensorflow(gridsize: int, groups: int, repeats: int, nfs: int) 
         return net(xb, training=False)
 
     def bare() -> None:
-        for s in range(0, data.n_groups, cfg.batch_size):
-            amp, phase = forward(tf.constant(data.X[s:s + cfg.batch_size]))
-            amp.numpy(), phase.numpy()
+        with tf.device(_tf_device(device)):
+            for s in range(0, data.n_groups, cfg.batch_size):
+                amp, phase = forward(tf.constant(data.X[s:s + cfg.batch_size]))
+                amp.numpy(), phase.numpy()
 
     infer_model(model, data, cfg)
     bare()
     t_bare = best_of(bare, repeats)
     t_backend = best_of(lambda: infer_model(model, data, cfg), repeats)
     t_bare = min(t_bare, best_of(bare, repeats))
-    return {"figure": patterns / t_backend, "bound": patterns / t_bare,
-            "detail": {"backend_s": t_backend, "bare_s": t_bare, "batch_size": cfg.batch_size}}
+    return {"figure": patterns / t_backend, "bound": patterns / t_bare, "device": device,
+            "detail": {"backend_s": t_backend, "bare_s": t_bare, "batch_size": cfg.batch_size, "device": device}}
 
 
-def worker_stitch(impl: str, n_patches: int, repeats: int) -> dict:
+def worker_stitch(impl: str, n_patches: int, repeats: int, device: str = "auto") -> dict:
     import numpy as np
 
     from ptycho_core import reference
 
     patches, positions, shape, origin = stitch_inputs(n_patches)
+    device = resolve_device(device, impl)
     if impl == "pytorch":
         from ptycho_torch.reassemble import reassemble_torch
 
         def run():
-            return reassemble_torch(patches, positions, CROP, shape, origin, device="cpu")
+            return reassemble_torch(patches, positions, CROP, shape, origin, device=device)
     elif impl == "tensorflow":
         from ptycho_tf.reassemble import reassemble_tf
 
         def run():
-            return reassemble_tf(patches, positions, CROP, shape, origin, device="/CPU:0")
+            return reassemble_tf(patches, positions, CROP, shape, origin, device=_tf_device(device))
     else:
         def run():
             return reference.reassemble(patches, positions, CROP, shape, origin)
@@ -353,7 +450,8 @@ def worker_stitch(impl: str, n_patches: int, repeats: int) -> dict:
     def rel(a) -> float:
         return float(np.max(np.abs(a - bound)) / max(float(np.max(np.abs(bound))), 1e-12))
 
-    detail = {"canvas": list(shape), "max_rel_diff_vs_bound": rel(ours), "canvas_loop_patches_timed": sample}
+    detail = {"canvas": list(shape), "max_rel_diff_vs_bound": rel(ours), "canvas_loop_patches_timed": sample,
+              "device": device}
     if sample == n_patches:  # the canvas loop gives the same image as the bound
         detail["canvas_loop_max_rel_diff_vs_bound"] = rel(canvas_loop_scatter(patches, positions, CROP, shape, origin))
     return {"figure": t_impl, "bound": t_bound, "loop": t_loop, "canvas_loop": t_canvas, "detail": detail}
@@ -422,19 +520,41 @@ def _row(name: str, figure: str, bound: str, ratio: float, target: str, ok: bool
 
 
 def rows_throughput(kind: str, sizes: dict) -> list[dict]:
+    """Backend vs its bare network per backend and gridsize, then torch's two layouts and torch vs TensorFlow.
+
+    The pytorch bound is the bare network in the backend's (fast) layout; the "bare pytorch
+    fast vs current" row is that bound against the same loop in the NCHW layout with Adam's
+    per-tensor loop (the network as it ran before), and the "pytorch vs tensorflow" rows divide
+    TensorFlow's figure by torch's (backend and bare), target <= 1.25.
+    """
     rows = []
+    results: dict[tuple[str, int], dict] = {}
+    label = "training" if kind == "train" else "inference"
     for backend in BACKENDS:
         for gridsize in (1, 2):
             name = f"{kind}:{backend}:{gridsize}"
-            groups = sizes["groups"]
-            params = {"groups": groups, "nfs": sizes["nfs"]}
+            params = {"groups": sizes["groups"], "nfs": sizes["nfs"], "device": sizes["device"]}
             params.update({"epochs": sizes["epochs"]} if kind == "train" else {"repeats": sizes["repeats"]})
             res, rss = measure(name, params)
+            results[backend, gridsize] = res
             ratio = res["bound"] / res["figure"]
-            label = "training" if kind == "train" else "inference"
-            rows.append(_row(f"{label} {backend} gs={gridsize}", f"{res['figure']:.1f} pat/s",
+            rows.append(_row(f"{label} {backend} gs={gridsize} [{res['device']}]", f"{res['figure']:.1f} pat/s",
                              f"bare {res['bound']:.1f} pat/s", ratio, f"<= {TRAIN_RATIO_TARGET}",
                              ratio <= TRAIN_RATIO_TARGET, rss, detail=res["detail"]))
+            _progress(rows[-1])
+            if "bare_current" in res:
+                gain = res["bound"] / res["bare_current"]
+                rows.append(_row(f"{label} bare pytorch gs={gridsize}: fast vs current layout",
+                                 f"{res['bound']:.1f} pat/s", f"current {res['bare_current']:.1f} pat/s", gain,
+                                 "> 1 (speed-up)", gain > 1.0, rss))
+                _progress(rows[-1])
+    for gridsize in (1, 2):
+        t, f = results["pytorch", gridsize], results["tensorflow", gridsize]
+        for what, a, b in (("backend", t["figure"], f["figure"]), ("bare", t["bound"], f["bound"])):
+            ratio = b / a
+            rows.append(_row(f"{label} gs={gridsize} {what}: tensorflow / pytorch", f"pytorch {a:.1f} pat/s",
+                             f"tensorflow {b:.1f} pat/s", ratio, f"<= {CROSS_RATIO_TARGET}",
+                             ratio <= CROSS_RATIO_TARGET, 0.0))
             _progress(rows[-1])
     return rows
 
@@ -443,7 +563,7 @@ def rows_stitch(sizes: dict) -> list[dict]:
     rows = []
     for n_patches in (800, 10_000):
         for impl in ("pytorch", "tensorflow", "reference"):
-            res, rss = measure(f"stitch:{impl}:{n_patches}", {"repeats": sizes["repeats"]})
+            res, rss = measure(f"stitch:{impl}:{n_patches}", {"repeats": sizes["repeats"], "device": sizes["device"]})
             ratio = res["figure"] / res["bound"]
             speedup = res["loop"] / res["figure"]
             rows.append(_row(f"stitch {n_patches} {impl} vs add.at", f"{res['figure'] * 1e3:.1f} ms",
@@ -593,6 +713,8 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS), help="run only these sections")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is not met")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where the throughput and stitching rows run (auto: CUDA when the framework sees a GPU)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -604,6 +726,7 @@ def main() -> int:
         sizes = {"groups": 64, "epochs": 5, "nfs": 1, "repeats": 3, "startup_repeats": 5}
     else:
         sizes = {"groups": 256, "epochs": 4, "nfs": 2, "repeats": 5, "startup_repeats": 10}
+    sizes["device"] = args.device
     info = machine()
     load_start = os.getloadavg()
     t0 = time.perf_counter()

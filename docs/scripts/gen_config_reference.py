@@ -33,7 +33,7 @@ from ptycho_core.serialize import dumps, to_dict
 
 OUTPUT = Path(__file__).resolve().parents[1] / "configuration.md"
 CLASSES = (ModelConfig, TrainingConfig, InferenceConfig, CorpusConfig)
-CLI_ALIASES = {"train_data_file": "--train-data", "test_data_file": "--test-data"}
+CLI_ALIASES = {"train_data_file": "--train-data", "test_data_file": "--test-data", "model_path": "--model"}
 DEPRECATED_KEYS = {"n_images": "n_groups"}
 
 

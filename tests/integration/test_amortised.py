@@ -131,3 +131,47 @@ def test_batches_mix_datasets(backend, scans, tmp_path):
     assert sum(len(b) for b in firsts) == g.n_groups
     assert any(len(set(b.tolist())) == 2 for b in firsts)
     assert sorted(np.concatenate(firsts).tolist()) == sorted(g.dataset_index.tolist())
+
+
+SHIPPED = "pretrained:sim-n64-g2"
+
+
+def test_shipped_model_by_name_reconstructs_the_same_in_both_backends(scans, tmp_path, capsys):
+    """Issue 17 item 4: `ptycho infer --model pretrained:NAME` works offline in each backend, with the same result."""
+    pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    objects = {}
+    for backend in BACKENDS:
+        out = tmp_path / backend
+        code = cli.main(["infer", "--model", SHIPPED, "--backend", backend, "--test-data", str(scans / "b.npz"),
+                         "--output-dir", str(out), "--no-progress", "-q"])
+        assert code == 0, capsys.readouterr().err
+        with np.load(out / "reconstruction.npz", allow_pickle=False) as f:
+            assert str(f["backend"]) == backend
+            objects[backend] = f["object"]
+            provenance = json.loads(str(f["provenance"][()]))
+        assert provenance["config"]["inference"]["model_path"] == SHIPPED
+        assert provenance["inputs"]["model_path"]["path"].endswith("pretrained/sim-n64-g2")
+    t, f = objects["pytorch"], objects["tensorflow"]
+    assert float(np.max(np.abs(t - f)) / np.max(np.abs(t))) < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_init_from_the_shipped_model_by_name(backend, scans, tmp_path, capsys):
+    pytest.importorskip({"pytorch": "torch", "tensorflow": "tensorflow"}[backend])
+    from ptycho import pretrained
+
+    shipped = pretrained.weights(SHIPPED)
+    # the model flags default to the shipped model's (gridsize 2, n_filters_scale 1): none given here
+    code = cli.main(["train", "--backend", backend, "--train-data", str(scans / "b.npz"), "--output-dir",
+                     str(tmp_path / "tuned"), "--init-from", SHIPPED, "--nepochs", "1", "--batch-size", "4",
+                     "--learning-rate", "1e-12", "--no-progress", "-q"])
+    assert code == 0, capsys.readouterr().err
+    tuned = bundle.load_bundle(tmp_path / "tuned" / "model")
+    assert tuned.model_config == pretrained.load_model_config(SHIPPED)
+    after = _weights(tuned)
+    for key, value in shipped.items():
+        if key not in ("intensity_scale", "probe.real", "probe.imag"):  # the new scan's photons and probe
+            np.testing.assert_allclose(after[key], value, atol=1e-6, err_msg=key)
+    manifest = json.loads((tmp_path / "tuned" / "model" / "manifest.json").read_text())
+    assert manifest["provenance"]["inputs"]["init_from"]["pretrained"] == "sim-n64-g2"

@@ -131,3 +131,29 @@ def test_convert_round_trip_is_bit_identical(tmp_path):
         assert sorted(a.files) == sorted(b.files)
         for k in a.files:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_shipped_model_loads_by_name_in_both_backends_and_agrees(tmp_path):
+    """Issue 17 item 4: every shipped model (canonical weights) runs in both backends with the same output."""
+    from ptycho import pretrained
+
+    names = pretrained.names()
+    assert names, "no pretrained model is shipped with the ptycho package"
+    for name in names:
+        model_config = pretrained.load_model_config(name)
+        data = grouped_npz(tmp_path / f"{name}-data.npz", model_config.gridsize)
+        result = {}
+        for backend in BACKENDS:
+            out = tmp_path / f"{name}-{backend}.npz"
+            work("pretrained", backend, name, data, out)
+            with np.load(out, allow_pickle=False) as f:
+                result[backend] = {k: f[k] for k in f.files}
+        shipped = pretrained.weights(name)
+        for backend in BACKENDS:
+            for key, value in shipped.items():
+                np.testing.assert_array_equal(result[backend][f"w:{key}"], value, err_msg=f"{name} {backend} {key}")
+        t, f = result["pytorch"], result["tensorflow"]
+        assert _rel(f["patches"], t["patches"]) < 1e-4, name
+        assert _rel(f["amplitude"], t["amplitude"]) < 1e-4, name
+        assert _rel(f["infer_patches"], t["infer_patches"]) < 1e-4, name
+        assert abs(float(f["loss"]) - float(t["loss"])) <= 1e-4 * abs(float(t["loss"])), name

@@ -4,6 +4,7 @@
     python worker.py forward BACKEND GRIDSIZE WEIGHTS.npz DATA.npz OUT.npz
     python worker.py stitch  BACKEND DATA.npz OUT.npz
     python worker.py export_bundle BACKEND BUNDLE OUT.npz
+    python worker.py pretrained BACKEND NAME DATA.npz OUT.npz
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ def main(argv: list[str]) -> None:
 
         model = load_bundle(argv[2], backend=backend)
         np.savez(argv[3], **be.export_weights(model))
+    elif cmd == "pretrained":  # a shipped model, loaded by name (ptycho.pretrained), on grouped data
+        from ptycho import pretrained
+
+        model = pretrained.load(f"pretrained:{argv[2]}", backend=backend)
+        assert model.backend == backend
+        data = load_grouped(argv[3])
+        fwd = be.forward(model, data, model.training_config)
+        inferred = be.infer(model, data, InferenceConfig(model=model.model_config, backend=backend, batch_size=7,
+                                                         accelerator="cpu"))
+        np.savez(argv[4], patches=fwd.patches, amplitude=fwd.amplitude, loss=fwd.loss,
+                 infer_patches=inferred.patches, **{f"w:{k}": v for k, v in be.export_weights(model).items()})
     elif cmd == "stitch":
         with np.load(argv[2], allow_pickle=False) as f:
             obj = be.reassemble(f["patches"], f["positions"], int(f["crop"]), tuple(f["shape"]), tuple(f["origin"]))

@@ -28,8 +28,18 @@ def test_entry_point_lists_the_template():
     entry = entries[BACKEND_ID]
     assert entry.installed
     assert entry.distribution == "ptycho-backend-template"
-    assert entry.value == "ptycho_backend_template.plugin"
+    assert entry.value == "ptycho_backend_template.plugin:TemplateBackend"
     assert entry.version
+
+
+def test_the_class_implements_every_operation():
+    """Each operation hook gets a generated implementation; none is left to the core's fallbacks."""
+    from ptycho_backend_template.plugin import TemplateBackend
+    from ptycho_core.backend_base import OPERATIONS
+
+    plugin = TemplateBackend.as_plugin()
+    assert TemplateBackend.implemented_operations() == OPERATIONS
+    assert all(callable(getattr(plugin, f"ptycho_{op}", None)) for op in OPERATIONS)
 
 
 def test_cli_backends_lists_the_template(capsys):

@@ -28,10 +28,14 @@ def test_entry_point_lists_and_loads_the_backend(backend):
     assert "model.weights.h5" in info.weight_format
 
 
-def test_importing_the_plugin_does_not_import_tensorflow():
-    code = ("import sys, ptycho_tf, ptycho_tf.plugin; "
-            "sys.exit(1 if any(m in sys.modules for m in ('tensorflow', 'keras')) else 0)")
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+def test_importing_the_plugin_and_generating_its_hooks_does_not_import_tensorflow():
+    code = ("import sys, ptycho_tf; from ptycho_core.backend_base import OPERATIONS; "
+            "from ptycho_tf.plugin import TensorFlowBackend; plugin = TensorFlowBackend.as_plugin(); "
+            "assert all(hasattr(plugin, 'ptycho_' + op) for op in OPERATIONS), "
+            "TensorFlowBackend.implemented_operations(); "
+            "sys.exit(3 if any(m in sys.modules for m in ('tensorflow', 'keras')) else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_build_infer_and_positions(backend, grouped64_g2):

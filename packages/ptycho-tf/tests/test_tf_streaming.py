@@ -12,9 +12,11 @@ from ptycho_data.fixtures import canonical_fixture_path
 from ptycho_data.grouping import group_for_inference, group_for_training
 from ptycho_data.lazy import open_lazy_dataset, save_lazy_dataset
 from ptycho_data.npz import load_dataset
-from ptycho_tf import plugin
 from ptycho_tf.infer import infer_model
+from ptycho_tf.plugin import TensorFlowBackend
 from ptycho_tf.train import train_model
+
+plugin = TensorFlowBackend.as_plugin()  # the generated hook implementations, called directly
 
 BATCH = 8
 

@@ -26,7 +26,9 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from torch_testdata import make_grouped, tiny_training_config
     from pathlib import Path
-    from ptycho_torch import plugin
+    from ptycho_torch.plugin import TorchBackend
+
+    plugin = TorchBackend.as_plugin()
     from ptycho_torch.train import train_model
 
     out = Path({out!r})

@@ -12,8 +12,11 @@ from torch_testdata import tiny_training_config
 from ptycho_core.bundle import load_bundle, read_manifest, save_bundle
 from ptycho_core.config import InferenceConfig, ModelConfig
 from ptycho_core.errors import BundleError
-from ptycho_torch import io, plugin
+from ptycho_torch import io
+from ptycho_torch.plugin import TorchBackend
 from ptycho_torch.train import train_model
+
+plugin = TorchBackend.as_plugin()  # the generated hook implementations, called directly
 
 
 @pytest.fixture(scope="module")

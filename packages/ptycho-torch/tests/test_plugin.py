@@ -26,12 +26,16 @@ def test_entry_point_is_listed_and_loads(backend):
     assert "model.ckpt" in info.weight_format
 
 
-def test_package_init_does_not_import_torch():
+def test_package_init_and_hook_generation_do_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, ptycho_torch; sys.exit(1 if 'torch' in sys.modules else 0)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    code = ("import sys, ptycho_torch; from ptycho_core.backend_base import OPERATIONS; "
+            "from ptycho_torch.plugin import TorchBackend; plugin = TorchBackend.as_plugin(); "
+            "assert all(hasattr(plugin, 'ptycho_' + op) for op in OPERATIONS), TorchBackend.implemented_operations(); "
+            "sys.exit(3 if 'torch' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_infer_stitches_merged_group_objects_at_the_centroids(backend, grouped64_g2):

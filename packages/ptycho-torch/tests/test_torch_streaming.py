@@ -13,9 +13,11 @@ from ptycho_data.fixtures import canonical_fixture_path
 from ptycho_data.grouping import group_for_inference, group_for_training
 from ptycho_data.lazy import open_lazy_dataset, save_lazy_dataset
 from ptycho_data.npz import load_dataset
-from ptycho_torch import plugin
 from ptycho_torch.infer import infer_model
+from ptycho_torch.plugin import TorchBackend
 from ptycho_torch.train import train_model
+
+plugin = TorchBackend.as_plugin()  # the generated hook implementations, called directly
 
 BATCH = 8
 

@@ -12,9 +12,11 @@ from torch_testdata import tiny_training_config
 
 from ptycho_core.config import effective_nphotons
 from ptycho_core.errors import ConfigError, TrainingDivergedError
-from ptycho_torch import plugin
 from ptycho_torch.module import PtychoLightningModule, physics_scale
+from ptycho_torch.plugin import TorchBackend
 from ptycho_torch.train import atomic_torch_save, cpp_compiler_available, train_model
+
+plugin = TorchBackend.as_plugin()  # the generated hook implementations, called directly
 
 
 def _train(data, config, resume_from=None):

@@ -1,6 +1,6 @@
 """A minimal third-party ptycho backend (id ``numpy-template``): a NumPy model on the reference physics.
 
-The hooks live in :mod:`ptycho_backend_template.plugin`, registered under the
+The backend class lives in :mod:`ptycho_backend_template.plugin`, registered under the
 ``ptycho.backends`` entry-point group. See ``docs/writing-a-backend.md`` of the ptycho
 repository for the walk-through.
 """

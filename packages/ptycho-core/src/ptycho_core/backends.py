@@ -141,7 +141,9 @@ def get(backend_id: str | None = None, registry: Registry | None = None) -> Back
 
 
 def register_plugin_for_tests(plugin: Any, backend_id: str, registry: Registry | None = None) -> None:
-    """Register an in-process plugin object (module or instance) as backend ``backend_id``.
+    """Register an in-process backend as ``backend_id``: a
+    :class:`~ptycho_core.backend_base.BackendEntrypoint` subclass or instance, or a plugin
+    module or object with ``@hookimpl`` functions.
 
     For tests and applications embedding a backend without an installed distribution.
     """

@@ -308,7 +308,8 @@ class InferenceConfig:
 
     model: ModelConfig = attrs.field(factory=ModelConfig, validator=attrs.validators.instance_of(ModelConfig))
     model_path: Path | None = attrs.field(default=None, converter=_optional_path)
-    """Model bundle directory or .zip written by training."""
+    """Model bundle directory or .zip written by training, or `pretrained:NAME`: a model shipped with the ptycho
+    package (`ptycho models` lists them), which every backend loads."""
     test_data_file: Path | None = attrs.field(default=None, converter=_optional_path)
     """DATA-001 NPZ to reconstruct."""
     batch_size: int = attrs.field(default=64, validator=_int_at_least(1))

@@ -79,7 +79,9 @@ class BackendLoadError(PtychoError, ImportError):
 
 
 class HookValidationError(PtychoError, RuntimeError):
-    """A plugin implements a hook that ptycho does not define (e.g. a misspelled name)."""
+    """A plugin does not fit the hook specifications: a hook ptycho does not define (e.g. a
+    misspelled name), or a backend class whose operation does not take its hook's arguments,
+    names an unknown operation or lacks a required class attribute."""
 
 
 class BackendOperationError(PtychoError, RuntimeError):

@@ -1,7 +1,10 @@
 """Hook specifications of the ``ptycho`` plugin system (pluggy project name ``"ptycho"``).
 
-A backend is a module exposed under the ``ptycho.backends`` entry-point group whose
-functions are decorated with :data:`hookimpl`. Only NumPy arrays and the attrs
+A backend is a :class:`~ptycho_core.backend_base.BackendEntrypoint` subclass exposed under
+the ``ptycho.backends`` entry-point group; its hook implementations are generated from these
+specifications (a module whose functions are decorated with :data:`hookimpl` works too).
+The operation hooks below are the backend's operations without the ``ptycho_`` prefix, with
+exactly these arguments. Only NumPy arrays and the attrs
 contract objects of :mod:`ptycho_core.contracts` cross this boundary; framework
 objects stay inside the backend (``ModelHandle.native``).
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import types
 from importlib import metadata
 from typing import Any
 
@@ -29,6 +30,7 @@ import attrs
 import pluggy
 
 from ptycho_core import hookspecs
+from ptycho_core.backend_base import BackendEntrypoint, BackendPlugin, plugin_for
 from ptycho_core.errors import (
     BackendLoadError,
     BackendNotInstalledError,
@@ -135,7 +137,19 @@ class Registry:
 
     # -- loading -----------------------------------------------------------
     def register(self, plugin: Any, backend_id: str) -> None:
-        """Register an already-imported backend plugin (module or object) under ``backend_id``."""
+        """Register an already-imported backend plugin under ``backend_id``.
+
+        ``plugin`` is a :class:`~ptycho_core.backend_base.BackendEntrypoint` subclass or
+        instance (its generated plugin is registered), or a module or object with ``@hookimpl``
+        functions (registered as it is).
+        """
+        plugin = plugin_for(plugin)
+        if isinstance(plugin, BackendPlugin) and plugin.backend.id != backend_id:
+            raise HookValidationError(
+                f"backend {backend_id!r} is provided by {type(plugin.backend).__qualname__}, whose id is "
+                f"{plugin.backend.id!r}; the entry-point name (or registered id) and the class attribute "
+                "id must be the same"
+            )
         if backend_id in self._backends:
             self.pm.unregister(self._backends.pop(backend_id))
             self._infos.pop(backend_id, None)
@@ -157,7 +171,7 @@ class Registry:
             ) from exc
 
     def load(self, backend_id: str) -> Any:
-        """Import (once) and register the plugin of ``backend_id``; return the plugin object."""
+        """Import (once) and register the plugin of ``backend_id``; return the registered plugin object."""
         if backend_id in self._backends:
             return self._backends[backend_id]
         eps = _entry_points() if self.autoload else {}
@@ -173,8 +187,8 @@ class Registry:
                 f"backend {backend_id!r} is installed ({ep.value}) but failed to import: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        self.register(plugin, backend_id)
-        return plugin
+        self.register(_backend_class_of_module(backend_id, ep, plugin), backend_id)
+        return self._backends[backend_id]
 
     def info(self, backend_id: str) -> Any:
         """The :class:`BackendInfo` of a backend (loads it)."""
@@ -194,6 +208,28 @@ class Registry:
         self.load(backend_id)
         others = [p for name, p in self._backends.items() if name != backend_id]
         return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+
+def _backend_class_of_module(backend_id: str, ep: metadata.EntryPoint, plugin: Any) -> Any:
+    """``plugin``, or the backend class it defines when the entry point names a module with a class but no hooks.
+
+    ``pytorch = "ptycho_torch.plugin"`` (the module) then works like ``"ptycho_torch.plugin:TorchBackend"``
+    (the form the bundled backends use): metadata installed before a backend became a class, or a
+    third party who names the module. A module with several backend classes is ambiguous (an error
+    naming them); one whose class has another id is refused by :meth:`Registry.register`.
+    """
+    if not isinstance(plugin, types.ModuleType) or any(name.startswith("ptycho_") for name in vars(plugin)):
+        return plugin
+    classes = [
+        value for value in vars(plugin).values()
+        if isinstance(value, type) and issubclass(value, BackendEntrypoint) and value.__module__ == plugin.__name__
+    ]
+    if len(classes) > 1:
+        names = ", ".join(c.__name__ for c in classes)
+        raise BackendLoadError(
+            f"backend {backend_id!r}: the entry point names the module {ep.value!r}, which defines several backend "
+            f"classes ({names}); name one: {backend_id} = \"{plugin.__name__}:{classes[0].__name__}\"")
+    return classes[0] if classes else plugin
 
 
 @functools.lru_cache(maxsize=1)

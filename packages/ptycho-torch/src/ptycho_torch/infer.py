@@ -11,6 +11,7 @@ from ptycho_core.config import InferenceConfig, TrainingConfig
 from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, LazyArray, ModelHandle
 from ptycho_torch.module import PtychoLightningModule, check_data, config_to_dict, grouped_tensors, normalized_probe
 from ptycho_torch.physics import centre_crop, merge
+from ptycho_torch.runtime import fit_threads
 
 BACKEND_ID = "pytorch"
 
@@ -69,6 +70,8 @@ def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) 
     mc = model.model_config
     check_data(mc, data)
     device = _device(config.accelerator)
+    if device.type == "cpu":
+        fit_threads()
     X = data.X if data.is_lazy else grouped_tensors(data)[0]
     merged = mc.stitches_group_object
     offsets = torch.from_numpy(np.ascontiguousarray(data.offsets, dtype=np.float32)) if merged else None

@@ -3,6 +3,15 @@
 Tensors inside the network are channels-first: input amplitudes ``(B, C, N, N)`` float32,
 output object patches ``(B, C, N, N)`` complex64. The NumPy contracts are channels-last;
 conversion happens at the data edge (:mod:`ptycho_torch.train`, :mod:`ptycho_torch.infer`).
+
+Memory layout (:attr:`PtychoNet.layout`): the shapes above are the logical ones. On a CPU the
+network by default keeps its activations in ``torch.channels_last`` memory order
+(``layout='channels_last'``): oneDNN's convolutions work on NHWC directly, where the
+contiguous (NCHW) order makes every convolution reorder its input and output to a blocked
+format and back (docs/benchmarks-performance.md has the figures). ``layout='contiguous'`` is
+the plain NCHW order; both give the same values up to float32 rounding. The ReLUs after the
+convolutions run in place (a convolution's backward does not need its output), which saves
+one allocation and one pass over each activation.
 """
 
 from __future__ import annotations
@@ -26,14 +35,64 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
     return conv
 
 
+LAYOUTS = ("channels_last", "contiguous")
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` (B, C, H, W) is stored in NHWC order (channel stride 1) and is not also plain NCHW."""
+    return x.stride(1) == 1 and x.shape[1] > 1 and not x.is_contiguous()
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, H, W) in NHWC memory order, recognisably so also when C = 1.
+
+    ``x.contiguous(memory_format=torch.channels_last)`` returns a (B, 1, H, W) NCHW tensor
+    unchanged (both orders hold the same bytes), and torch then treats it as NCHW, so the
+    whole network would run in NCHW; the channel stride is set to 1 instead (a free view).
+    """
+    B, C, H, W = x.shape
+    if C == 1 and x.is_contiguous():
+        return x.as_strided((B, C, H, W), (H * W, 1, W, 1))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _upsample2x(x: torch.Tensor) -> torch.Tensor:
+    B, C, H, W = x.shape
+    if _is_channels_last(x):
+        y = x.permute(0, 2, 3, 1)  # (B, H, W, C), contiguous
+        y = y[:, :, None, :, None, :].expand(B, H, 2, W, 2, C).reshape(B, 2 * H, 2 * W, C)
+        return y.permute(0, 3, 1, 2)
+    return x[:, :, :, None, :, None].expand(B, C, H, 2, W, 2).reshape(B, C, 2 * H, 2 * W)
+
+
+class _Upsample2x(torch.autograd.Function):
+    """Nearest 2x upsampling whose backward sums each 2 x 2 block with one pooling kernel.
+
+    The autograd backward of the broadcast + reshape is a reduction over two strided axes of
+    a 6-D view, which took as long as the largest convolution's backward on a CPU (profile in
+    docs/benchmarks-performance.md); ``avg_pool2d(..., divisor_override=1)`` is the same sum.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - autograd signature
+        return _upsample2x(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - autograd signature
+        return nn.functional.avg_pool2d(grad, 2, divisor_override=1)
+
+
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
     """2x nearest-neighbour upsampling of (B, C, H, W): the same values as ``interpolate(mode='nearest')``.
 
     Written as a broadcast + reshape, which is about twice as fast as ``interpolate`` on CPU
-    (forward and backward; see docs/benchmarks-performance.md).
+    (forward and backward; see docs/benchmarks-performance.md). A channels-last input gives a
+    channels-last output (the broadcast runs on the NHWC view), so the next convolution does
+    not reorder it. The gradient sums each 2 x 2 block of the output's gradient.
     """
-    B, C, H, W = x.shape
-    return x[:, :, :, None, :, None].expand(B, C, H, 2, W, 2).reshape(B, C, 2 * H, 2 * W)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Upsample2x.apply(x)
+    return _upsample2x(x)
 
 
 class DownBlock(nn.Module):
@@ -45,7 +104,7 @@ class DownBlock(nn.Module):
         self.conv2 = _conv(cout, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        x = torch.relu_(self.conv2(torch.relu_(self.conv1(x))))
         return nn.functional.max_pool2d(x, 2)
 
 
@@ -58,7 +117,7 @@ class UpBlock(nn.Module):
         self.conv2 = _conv(cout, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        x = torch.relu_(self.conv2(torch.relu_(self.conv1(x))))
         return upsample2x(x)
 
 
@@ -142,14 +201,20 @@ class PtychoNet(nn.Module):
     object_big : bool
         ``ModelConfig.object_big`` (the physics layer merges the patches of a group); it only
         decides, with ``gridsize`` and ``probe_big``, whether the ``probe_big`` branch is built.
+    layout : str
+        Memory order of the activations on a CPU: ``'channels_last'`` (default, faster with
+        oneDNN) or ``'contiguous'`` (NCHW). On other devices the input's own order is kept.
+        Parameters and the output keep the standard (contiguous) order either way, so state
+        dicts, checkpoints and exported weights do not depend on it.
     """
 
     def __init__(self, *, N: int, gridsize: int = DEFAULT_GRIDSIZE, n_filters_scale: int = 2,
                  amp_activation: str = "sigmoid", pad_object: bool = True, probe_big: bool = True,
-                 object_big: bool = True) -> None:
+                 object_big: bool = True, layout: str = "channels_last") -> None:
         super().__init__()
         if N not in ALLOWED_N:
             raise ConfigError(f"ModelConfig.N: expected one of {ALLOWED_N}, got {N!r}")
+        self.layout = layout
         self.N, self.channels = N, gridsize * gridsize
         probe_big = ModelConfig(N=N, gridsize=gridsize, object_big=object_big, probe_big=probe_big).uses_probe_big
         cin = self.channels
@@ -162,15 +227,28 @@ class PtychoNet(nn.Module):
         self.amp = Decoder(N, n_filters_scale, self.channels, _activation(amp_activation), **kw)
         self.phase = Decoder(N, n_filters_scale, self.channels, PiTanh(), **kw)
 
+    @property
+    def layout(self) -> str:
+        """``'channels_last'`` or ``'contiguous'``: the memory order of the activations on a CPU."""
+        return self._layout
+
+    @layout.setter
+    def layout(self, value: str) -> None:
+        if value not in LAYOUTS:
+            raise ConfigError(f"PtychoNet.layout: expected one of {LAYOUTS}, got {value!r}")
+        self._layout = value
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Object patches ``A * exp(i * phi)`` (complex64) for amplitudes ``x`` of shape (B, C, N, N)."""
         if x.ndim != 4 or x.shape[1] != self.channels or x.shape[2] != self.N or x.shape[3] != self.N:
             raise ValueError(f"X: expected shape (B, {self.channels}, {self.N}, {self.N}), got {tuple(x.shape)}")
+        if x.device.type == "cpu":
+            x = to_channels_last(x) if self._layout == "channels_last" else x.contiguous()
         for block in self.encoder:
             x = block(x)
         amp = self.amp(x)
         phi = self.phase(x)
-        return torch.polar(amp.float(), phi.float())
+        return torch.polar(amp.float(), phi.float()).contiguous()
 
     def canonical_convs(self) -> Iterator[tuple[str, nn.Conv2d]]:
         """Yield ``(canonical prefix, conv)`` for every convolution (docs/conventions.md s6)."""

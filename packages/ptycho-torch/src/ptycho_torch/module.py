@@ -144,7 +144,19 @@ class PtychoLightningModule(L.LightningModule):
         if tc is None:
             raise ConfigError("training needs a TrainingConfig: build the module with training_config")
         # the learning-rate schedule is ptycho_core.schedule, applied by ptycho_torch.train.PlateauCallback
-        return torch.optim.Adam(self.parameters(), lr=tc.learning_rate)
+        return adam(self.parameters(), tc.learning_rate)
+
+
+def adam(params: Any, lr: float) -> torch.optim.Adam:
+    """Adam with torch's fused kernel where every parameter is on a device that has it (CPU, CUDA).
+
+    On a CPU the default Adam runs about ten elementwise kernels per parameter tensor
+    (66 tensors in the default network); the fused one updates each tensor in one pass.
+    Same update rule, same state-dict layout (``exp_avg``, ``exp_avg_sq``, ``step``).
+    """
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused)
 
 
 

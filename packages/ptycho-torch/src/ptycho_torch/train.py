@@ -44,6 +44,7 @@ from ptycho_torch.module import (
     normalized_probe,
 )
 from ptycho_torch.progress import ProgressBar
+from ptycho_torch.runtime import fit_threads
 
 __all__ = ["AtomicCheckpointIO", "History", "PlateauCallback", "PtychoLightningModule", "atomic_torch_save",
            "make_trainer", "train_model"]
@@ -318,6 +319,8 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
     t_start = time.perf_counter()
     L.seed_everything(config.seed, workers=True, verbose=False)
     check_compiler(config)
+    if resolve_accelerator(config.accelerator) == "cpu":
+        fit_threads()
     module = _prepare_module(model, data, config, resume_from)
     loader = _loader(data, config)
     history = History()

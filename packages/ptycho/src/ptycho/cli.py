@@ -2,7 +2,7 @@
 
 ptycho-core owns the ``ptycho`` console script and its kernel commands (``backends``, ``info``,
 ``config``); this package adds the workflow commands (``train``, ``infer``, ``run``, ``demo``,
-``evaluate``, ``convert``, ``pretrain``) through the ``ptycho.commands`` entry point.
+``evaluate``, ``convert``, ``pretrain``, ``models``) through the ``ptycho.commands`` entry point.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ __all__ = ["main", "register_commands"]
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add the workflow and pretraining commands to ``subparsers`` (the ``ptycho.commands`` entry point)."""
+    """Add the workflow, pretraining and models commands to ``subparsers`` (the ``ptycho.commands`` entry point)."""
+    from ptycho.cli_models import register as register_models
     from ptycho.cli_pretrain import register as register_pretrain
     from ptycho.cli_workflow import register as register_workflow
 
     register_workflow(subparsers)
     register_pretrain(subparsers)
+    register_models(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.console import add_output_flags
 from ptycho_data.cli_read import add_read_flags, read_options_from_args
 
-ALIASES = {"train_data_file": ["--train-data"], "test_data_file": ["--test-data"]}
+ALIASES = {"train_data_file": ["--train-data"], "test_data_file": ["--test-data"], "model_path": ["--model"]}
 
 REPEATED = {"train_data_file": (
     "training data: a DATA-001 NPZ, an HDF5 file, a lazy dataset directory, a directory of such datasets or a "
@@ -117,9 +117,9 @@ def _config_from_args(args: argparse.Namespace, cls: type) -> Any:
 
 INIT_FROM_HELP = (
     "fine-tune: start from the weights of this model bundle (directory or .zip, e.g. from `ptycho pretrain`) "
-    "instead of a new model; the model settings default to the bundle's and must equal them (a differing flag is "
-    "an error naming the field); the bundle must be of --backend (convert it with `ptycho convert` otherwise); "
-    "not with --resume")
+    "or shipped model (pretrained:NAME, listed by `ptycho models`) instead of a new model; the model settings "
+    "default to the bundle's and must equal them (a differing flag is an error naming the field); a bundle must be "
+    "of --backend (convert it with `ptycho convert` otherwise); not with --resume")
 
 OVERWRITE_HELP = ("replace the results of an earlier run in --output-dir (model bundle, reconstruction.npz, "
                   "summary.json, checkpoints); without it the command stops before doing any work and names the "
@@ -145,8 +145,11 @@ def _refuse_given(args: argparse.Namespace, names: tuple[str, ...], why: str) ->
         raise ConfigError(f"{', '.join(given)}: {why}")
 
 
-def _print_paths(rec: Any) -> None:
-    """The result of ``run``/``infer``/``demo``: files, then the network's own quality, then what refinement adds."""
+def _print_paths(rec: Any, trained: str = "trained") -> None:
+    """The result of ``run``/``infer``/``demo``: files, then the network's own quality, then what refinement adds.
+
+    ``trained`` starts the line about the training (``ptycho demo``: "fine-tuned from pretrained:NAME:").
+    """
     from ptycho.workflow import training_summary
 
     paths = rec.metadata.paths
@@ -159,7 +162,7 @@ def _print_paths(rec: Any) -> None:
         fit = training_summary(history)
         took = f" in {timings['train_s']:.0f} s" if "train_s" in timings else ""
         if "deviance" in fit:
-            print(f"network: trained {fit['epochs_run']} epochs{took}; fit to the data: Poisson deviance "
+            print(f"network: {trained} {fit['epochs_run']} epochs{took}; fit to the data: Poisson deviance "
                   f"{fit['deviance']:.4g} (0 = perfect), amplitude misfit {fit['misfit']:.3g}")
     refined = rec.metadata.refine
     metrics = rec.metadata.metrics or {}
@@ -222,7 +225,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if resume is not None:
         record["inputs"]["resume_from"] = provenance.input_record(resume)
     if args.init_from is not None:
-        record["inputs"]["init_from"] = provenance.input_record(args.init_from)
+        record["inputs"]["init_from"] = workflow.provenance_input(args.init_from)
     result = workflow.train(cfg, resume_from=resume, overwrite=args.overwrite, init_from=args.init_from,
                             read_options=read_options_from_args(args))
     if not workflow.is_primary_process():  # another rank of a DDP job: rank 0 writes the bundle
@@ -238,13 +241,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
-    from ptycho import workflow
+    from ptycho import pretrained, workflow
     from ptycho_core import bundle
 
     _refuse_given(args, tuple(f.name for f in attrs.fields(ModelConfig)),
                   "the model bundle (--model-path) fixes the model settings, so ptycho infer does not take model "
                   "flags; drop them (`ptycho config show` on the bundle's config.json shows its settings)")
-    if "backend" not in vars(args) and getattr(args, "model_path", None):
+    if "backend" not in vars(args) and getattr(args, "model_path", None) and not pretrained.is_reference(
+            args.model_path):  # a shipped model loads into any backend: the default one unless --backend
         args.backend = bundle.read_manifest(args.model_path).get("backend")
     cfg = _config_from_args(args, InferenceConfig)
     _print_paths(workflow.infer(cfg, overwrite=args.overwrite, command=_command_line(args),
@@ -330,6 +334,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 DEMO_NEPOCHS = 60
 #: Early stop of ``ptycho demo`` (epochs without a lower deviance) unless a flag or --config says otherwise.
 DEMO_EARLY_STOP_PATIENCE = 6
+#: The shipped model ``ptycho demo`` starts from (``ptycho models``), unless --from-scratch.
+DEMO_MODEL = "pretrained:sim-n64-g2"
+#: Fine-tuning epochs of ``ptycho demo`` from :data:`DEMO_MODEL` unless --nepochs or --config says otherwise.
+DEMO_FINETUNE_EPOCHS = 10
+#: File of ``ptycho demo``'s output directory with the shipped model's own metrics (network only, before fine-tuning).
+DEMO_PRETRAINED_METRICS = "pretrained_metrics.json"
 
 #: Settings for a CPU run of a few minutes, used by ``ptycho demo`` and ``benchmarks/quality.py``
 #: unless a flag or --config sets them. Measured on the default simulation (docs/benchmarks.md):
@@ -355,25 +365,67 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ptycho_data.npz import save_dataset
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
+    from_scratch = args.from_scratch
+    if not from_scratch:
+        args.init_from = Path(DEMO_MODEL)
+        model_defaults_from_bundle(args)  # the shipped model's settings for every model flag not given
     if args.config is None and not hasattr(args, "nepochs"):
-        args.nepochs = DEMO_NEPOCHS  # keeps the demo under 5 minutes on 2 CPU cores
+        # keeps the demo under 5 minutes on 2 CPU cores
+        args.nepochs = DEMO_NEPOCHS if from_scratch else DEMO_FINETUNE_EPOCHS
     if args.config is None and not hasattr(args, "early_stop_patience"):
         args.early_stop_patience = DEMO_EARLY_STOP_PATIENCE
     apply_cpu_preset(args)
     cfg = _config_from_args(args, TrainingConfig)
+    if not from_scratch:
+        from ptycho.finetune import check_compatible
+        from ptycho_core.errors import ConfigError
+
+        try:
+            check_compatible(cfg, DEMO_MODEL)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; or train from scratch with `ptycho demo --from-scratch`") from None
     out = Path(cfg.output_dir)  # --output-dir, else the config file's, else the default
     sim = SimulationConfig(seed=cfg.seed)
     data_path = out / "simulated.npz"
-    workflow.check_no_result([data_path, out / workflow.BUNDLE_NAME, *(out / n for n in workflow.RESULT_FILES),
-                              out / "checkpoints"], args.overwrite)
+    results = [data_path, out / workflow.BUNDLE_NAME, *(out / n for n in workflow.RESULT_FILES), out / "checkpoints"]
+    workflow.check_no_result(results if from_scratch else [*results, out / DEMO_PRETRAINED_METRICS], args.overwrite)
     print(f"simulating a dataset from the embedded defaults (N={sim.N}) ...")
     out.mkdir(parents=True, exist_ok=True)
-    save_dataset(simulate_dataset(sim), data_path)
+    dataset = simulate_dataset(sim)
+    save_dataset(dataset, data_path)
     cfg = attrs.evolve(cfg, train_data_file=data_path, output_dir=out)
-    rec = workflow.run(cfg, _run_inference_config(args, cfg), overwrite=args.overwrite, command=_command_line(args))
-    _print_paths(rec)
+    icfg = _run_inference_config(args, cfg)
+    if not from_scratch:
+        _demo_pretrained(cfg, icfg, dataset, out)
+    rec = workflow.run(cfg, icfg, overwrite=args.overwrite, command=_command_line(args),
+                       init_from=None if from_scratch else Path(DEMO_MODEL))
+    _print_paths(rec, trained="trained" if from_scratch else f"fine-tuned from {DEMO_MODEL}:")
     print(f"images and metrics are in {out.resolve()}")
     return 0
+
+
+def _demo_pretrained(cfg: TrainingConfig, icfg: InferenceConfig, dataset: Any, out: Path) -> None:
+    """``ptycho demo``'s first step: reconstruct the scan with the shipped model alone, one pass; print the metrics."""
+    import time
+
+    from ptycho import pretrained, workflow
+    from ptycho_core import atomic
+    from ptycho_data.metrics import evaluate_reconstruction
+
+    start = time.perf_counter()
+    model = pretrained.load(DEMO_MODEL, backend=cfg.backend)
+    rec = workflow.infer(attrs.evolve(icfg, model_path=Path(DEMO_MODEL), refine_iterations=0), model=model,
+                         dataset=dataset, write=False)
+    seconds = time.perf_counter() - start
+    metrics = evaluate_reconstruction(rec.object, dataset.object, dataset.positions)
+    card = pretrained.card(DEMO_MODEL)
+    atomic.write_text(out / DEMO_PRETRAINED_METRICS, json.dumps(
+        {"model": DEMO_MODEL, "backend": cfg.backend, "seconds": seconds, "metrics": metrics}, indent=2,
+        default=float))
+    print(f"shipped model {DEMO_MODEL} ({card['model']['parameters']:,} parameters, pretrained on "
+          f"{card['corpus']['n_objects']} simulated objects; `ptycho models` shows its card), network only, one pass "
+          f"per group: {seconds:.1f} s (load + predict + stitch)")
+    _print_metrics(metrics)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -449,14 +501,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_read_flags(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("demo", help="simulate a dataset from the embedded defaults and run the main job on it",
-                       description="Simulate a dataset (ptycho-data defaults), then `ptycho run` on it. "
-                       f"Trains up to {DEMO_NEPOCHS} epochs (early stop after {DEMO_EARLY_STOP_PATIENCE} without "
-                       "improvement) with "
+    p = sub.add_parser("demo", help="simulate a scan and reconstruct it with the shipped model, fine-tuned and refined",
+                       description="Simulate a scan (ptycho-data defaults: the camera / coins object, which no "
+                       f"shipped model was trained on), reconstruct it in one pass with the shipped model {DEMO_MODEL} "
+                       "(network only), then `ptycho run --init-from` it: fine-tune "
+                       f"up to {DEMO_FINETUNE_EPOCHS} epochs from the shipped weights (early stop after "
+                       f"{DEMO_EARLY_STOP_PATIENCE} without improvement) and refine; each step's metrics and time are "
+                       f"printed. --from-scratch trains a new model instead (up to {DEMO_NEPOCHS} epochs). Uses "
                        + ", ".join(f"{k} {v}" for k, v in CPU_PRESET.items())
                        + " unless flags or --config say otherwise.")
     _common(p, TrainingConfig)
     _add_refine_flag(p)
+    p.add_argument("--from-scratch", action="store_true",
+                   help=f"train a new model (up to {DEMO_NEPOCHS} epochs) instead of fine-tuning the shipped model "
+                        f"{DEMO_MODEL}")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("evaluate", help="metrics of a reconstruction against ground truth",

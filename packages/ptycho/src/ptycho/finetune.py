@@ -3,7 +3,8 @@
     >>> from ptycho import workflow
     >>> result = workflow.train(config, init_from="pretrained/model")  # doctest: +SKIP
 
-The bundle must have been written by ``config.backend`` (a bundle of another backend is converted
+``BUNDLE`` may also be a shipped model ``pretrained:NAME`` (:mod:`ptycho.pretrained`; any backend loads it).
+A bundle must have been written by ``config.backend`` (a bundle of another backend is converted
 first with ``ptycho convert``) and with the same :class:`~ptycho_core.config.ModelConfig` as
 ``config.model`` (the architecture and physics settings; the training settings may differ).
 Training then starts from its weights (network and trainable physics scale); the probe comes from
@@ -29,14 +30,20 @@ def model_differences(expected: ModelConfig, found: ModelConfig) -> list[str]:
     return [f"{name}: bundle {a[name]!r}, config {b[name]!r}" for name in a if a[name] != b[name]]
 
 
-def bundle_model_config(path: str | os.PathLike) -> tuple[str, ModelConfig]:
-    """The backend id and ModelConfig recorded in a bundle (manifest and config.json; weights not loaded)."""
+def bundle_model_config(path: str | os.PathLike) -> tuple[str | None, ModelConfig]:
+    """The backend id and ModelConfig recorded in a bundle (manifest and config.json; weights not loaded).
+
+    For a shipped model ``pretrained:NAME`` the backend is ``None``: every backend loads its canonical weights.
+    """
     import json
     import zipfile
 
+    from ptycho import pretrained
     from ptycho_core import bundle
     from ptycho_core.serialize import from_dict
 
+    if pretrained.is_reference(path):
+        return None, pretrained.load_model_config(path)
     path = Path(path)
     manifest = bundle.read_manifest(path)
     try:
@@ -61,7 +68,7 @@ def check_compatible(config: TrainingConfig, path: str | os.PathLike) -> None:
     ModelConfig must equal ``config.model`` (the message names every differing field).
     """
     owner, model_config = bundle_model_config(path)
-    if owner != config.backend:
+    if owner is not None and owner != config.backend:
         raise ConfigError(
             f"init_from: {path} is a bundle of backend {owner!r}, but this run trains with {config.backend!r}; "
             f"convert it first: `ptycho convert {path} --to {config.backend}` (then --init-from the converted "
@@ -77,10 +84,10 @@ def check_compatible(config: TrainingConfig, path: str | os.PathLike) -> None:
 
 def initial_model(config: TrainingConfig, path: str | os.PathLike) -> ModelHandle:
     """The model of the bundle at ``path``, checked by :func:`check_compatible`, ready for ``backend.train``."""
-    from ptycho_core import bundle
+    from ptycho import pretrained
 
     check_compatible(config, path)
-    return bundle.load_bundle(path, backend=config.backend)
+    return pretrained.load(path, backend=config.backend, training_config=config)
 
 
 def model_settings(path: str | os.PathLike) -> dict[str, Any]:

@@ -20,7 +20,8 @@ Several training datasets: ``TrainingConfig.train_data_file`` may name several f
 a glob pattern, a directory of datasets; :func:`data_paths`); each is grouped on its own and
 normalised by its own factor, and the groups are trained on together
 (``ptycho_data.grouping.group_datasets``). ``init_from`` starts training from the weights of a
-model bundle (fine-tuning, :mod:`ptycho.finetune`).
+model bundle or of a shipped model ``pretrained:NAME`` (fine-tuning, :mod:`ptycho.finetune`,
+:mod:`ptycho.pretrained`).
 """
 
 from __future__ import annotations
@@ -237,7 +238,11 @@ def start_provenance(config: TrainingConfig | InferenceConfig, inference_config:
     else:
         configs = {"inference": config}
         inputs = {"test_data_file": config.test_data_file, "model_path": config.model_path}
-    inputs = {k: v for k, v in inputs.items() if v is not None and Path(v).exists()}
+    from ptycho import pretrained
+
+    inputs = {k: pretrained.directory(v) if pretrained.is_reference(v) else v for k, v in inputs.items()
+              if v is not None}
+    inputs = {k: v for k, v in inputs.items() if Path(v).exists()}
     return provenance.start(command=command, backend=config.backend, accelerator=config.accelerator,
                             configs=configs, inputs=inputs)
 
@@ -249,8 +254,8 @@ def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None
 
     ``dataset`` (one, or a list) replaces reading ``config.train_data_file`` (with
     ``read_options``); several datasets are grouped each on its own and trained on together.
-    The model is new, or with ``init_from`` the weights of that bundle
-    (:func:`ptycho.finetune.initial_model`: same ModelConfig and backend). Without
+    The model is new, or with ``init_from`` the weights of that bundle or shipped model ``pretrained:NAME``
+    (:func:`ptycho.finetune.initial_model`: same ModelConfig, and for a bundle the same backend). Without
     ``resume_from``, checkpoints of an earlier run in ``output_dir/checkpoints`` are not trained
     over unless ``overwrite`` (:class:`~ptycho_core.errors.OutputExistsError`). ``nphotons`` is
     measured from the data when unset (:func:`resolve_nphotons`); the trained model's
@@ -331,10 +336,13 @@ def stitch(result: InferenceResult, config: InferenceConfig, backend_id: str,
 
 
 def load_model(config: InferenceConfig) -> ModelHandle:
-    """Load ``config.model_path``; its backend must be ``config.backend`` (no silent fallback)."""
+    """Load ``config.model_path``: a bundle, whose backend must be ``config.backend`` (no silent fallback), or a
+    shipped model ``pretrained:NAME`` (:mod:`ptycho.pretrained`), built by ``config.backend`` from its weights."""
     if config.model_path is None:
         raise ConfigError("InferenceConfig.model_path: no model bundle given (pass --model-path)")
-    return bundle.load_bundle(config.model_path, backend=config.backend)
+    from ptycho import pretrained
+
+    return pretrained.load(config.model_path, backend=config.backend)
 
 
 def _with_model_config(config: InferenceConfig, model: ModelHandle) -> InferenceConfig:
@@ -535,9 +543,13 @@ def run(config: TrainingConfig, inference_config: InferenceConfig | None = None,
 
 
 def provenance_input(path: Path | str) -> dict[str, Any]:
-    """:func:`ptycho_core.provenance.input_record` of an input such as an ``init_from`` bundle."""
+    """:func:`ptycho_core.provenance.input_record` of an input such as an ``init_from`` bundle (for a shipped
+    model ``pretrained:NAME``: its directory, plus ``"pretrained": NAME``)."""
+    from ptycho import pretrained
     from ptycho_core import provenance
 
+    if pretrained.is_reference(path):
+        return {**provenance.input_record(pretrained.directory(path)), "pretrained": pretrained.name_of(path)}
     return provenance.input_record(path)
 
 

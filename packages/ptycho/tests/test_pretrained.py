@@ -1,0 +1,105 @@
+"""The pretrained models shipped with the package (issue 17, item 4): files, card, ``ptycho models``, errors.
+
+No deep-learning framework is needed here; loading into both backends and their agreement is
+``tests/parity/test_parity.py::test_shipped_model_loads_by_name_in_both_backends_and_agrees``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptycho import finetune, pretrained
+from ptycho_core import cli
+from ptycho_core.config import ModelConfig, TrainingConfig
+from ptycho_core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+SHIPPED = "sim-n64-g2"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_pretrained", ROOT / "benchmarks" / "make_pretrained.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_model_ships_with_the_package_within_10_mb():
+    assert SHIPPED in pretrained.names()
+    for name in pretrained.names():
+        directory = pretrained.directory(name)
+        assert directory.parent == Path(pretrained.__file__).parent  # package data of ptycho
+        size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+        assert size <= 10 * 2**20, f"{name}: {size} bytes"
+
+
+def test_shipped_weights_are_canonical_float32_for_n64():
+    model_config, training_config = pretrained.configs(SHIPPED)
+    assert model_config.N == 64 and isinstance(training_config, TrainingConfig)
+    assert training_config.train_data_file is None  # no path of the machine that trained it
+    weights = pretrained.weights(SHIPPED)
+    assert {"intensity_scale", "probe.real", "probe.imag"} <= set(weights)
+    assert all(v.dtype == np.float32 for v in weights.values())
+    assert weights["probe.real"].shape == (64, 64)
+    card = pretrained.card(SHIPPED)
+    assert card["model"]["parameters"] == sum(v.size for k, v in weights.items() if k.endswith((".kernel", ".bias")))
+
+
+def test_card_is_made_from_the_scripts_measurements_only():
+    """No hand-typed figure: the card equals what benchmarks/make_pretrained.py makes from sources.json."""
+    script = _script()
+    directory = pretrained.directory(SHIPPED)
+    sources = json.loads((directory / script.SOURCES).read_text())
+    assert script.make_card(SHIPPED, sources, directory / pretrained.WEIGHTS) == pretrained.card(SHIPPED)
+    card = pretrained.card(SHIPPED)
+    assert card["corpus"]["recipe"]["seed"] == script.CORPUS["seed"]
+    assert set(card["evaluation"]["objects"]) == set(script.HELD_OUT)
+    # the held-out pictures are not in the corpus
+    held_out_pictures = {v for o in script.HELD_OUT.values() for k, v in o.items() if k.endswith("_image")}
+    assert held_out_pictures and not held_out_pictures & set(card["corpus"]["recipe"]["images"])
+
+
+def test_ptycho_models_lists_every_model_with_its_card(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    card = pretrained.card(SHIPPED)
+    t = card["training"]
+    for text in (f"pretrained:{SHIPPED}", t["command"], f"seed {t['seed']}", f"{t['epochs']} epochs",
+                 f"{t['steps']:,} optimiser steps", "CPU only", f"corpus seed {card['corpus']['recipe']['seed']}",
+                 "held-out objects", *card["evaluation"]["objects"], card["evaluation"]["target"],
+                 f"{card['evaluation']['mean']['amplitude']['ssim']:.3f}", f"({t['wall_s']:.0f} s)"):
+        assert text in out, text
+    assert cli.main(["models", f"pretrained:{SHIPPED}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {SHIPPED: card}
+
+
+def test_unknown_name_is_a_clear_error_listing_the_models(capsys, tmp_path):
+    expected = f"pretrained:nope: no such pretrained model; available: pretrained:{SHIPPED}"
+    with pytest.raises(ConfigError, match=expected):
+        pretrained.load("pretrained:nope", backend="pytorch")
+    assert cli.main(["models", "nope"]) == 2
+    assert f"available: pretrained:{SHIPPED}" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="available: none"):
+        pretrained.directory("x", root=tmp_path)
+
+
+def test_init_from_a_shipped_model_checks_the_architecture():
+    owner, model_config = finetune.bundle_model_config(f"pretrained:{SHIPPED}")
+    assert owner is None and model_config == pretrained.load_model_config(SHIPPED)
+    ok = TrainingConfig(model=model_config, backend="tensorflow")
+    finetune.check_compatible(ok, f"pretrained:{SHIPPED}")  # any backend: the weights are canonical
+    other = TrainingConfig(model=ModelConfig(N=64, gridsize=1, n_filters_scale=model_config.n_filters_scale))
+    with pytest.raises(ConfigError, match="gridsize: bundle 2, config 1"):
+        finetune.check_compatible(other, f"pretrained:{SHIPPED}")
+    assert finetune.model_settings(f"pretrained:{SHIPPED}")["gridsize"] == model_config.gridsize
+
+
+def test_references_are_recognised():
+    assert pretrained.is_reference("pretrained:a") and pretrained.is_reference(Path("pretrained:a"))
+    assert not pretrained.is_reference("runs/model") and not pretrained.is_reference(None)
+    assert pretrained.name_of("pretrained:a") == "a"
