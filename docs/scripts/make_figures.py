@@ -7,8 +7,9 @@ matplotlib only (no backend).
 
 ``docs/img/result-{amplitude,phase,comparison,loss}.png`` (``--results``): the figures
 ``ptycho demo`` writes, from a shorter run on the demo's simulated scan (the demo's CPU preset,
-:data:`RESULT_EPOCHS` epochs, 20 refinement passes; the pytorch backend, about two minutes on
-two cores). They are written by the workflow itself (:func:`ptycho.workflow.write_outputs`
+:data:`RESULT_EPOCHS` epochs, 20 refinement passes; the pytorch backend; it took 16 minutes on
+two cores shared with other jobs, load 4-6, when the committed images were made). They are
+written by the workflow itself (:func:`ptycho.workflow.write_outputs`
 through :func:`ptycho.reconstruct`) at a lower resolution and saved as palette PNGs.
 
 Usage (from the repository root)::
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=OUTPUT, help="PNG to write (default: docs/img/concepts.png)")
     parser.add_argument("--results", action="store_true",
                         help="also train and reconstruct the demo's scan and rewrite docs/img/result-*.png "
-                             "(needs the pytorch backend; about two minutes)")
+                             "(needs the pytorch backend; minutes on a CPU)")
     args = parser.parse_args(argv)
     paths = [make_concepts_figure(args.output)]
     if args.results:
