@@ -56,6 +56,9 @@ OPERATIONS: tuple[str, ...] = tuple(
 """The operations a backend may implement: the operation hooks of :mod:`ptycho_core.hookspecs`
 without their ``ptycho_`` prefix (``build_model``, ``train``, ..., ``reassemble_patches``)."""
 
+_ABOVE_THE_BACKENDS = ("ptycho", "ptycho_data", "ptycho_ci")
+"""Packages a backend must not build on (the application, the data layer, the test tooling)."""
+
 _REQUIRED_ATTRIBUTES = ("id", "distribution", "framework", "weight_format")
 
 
@@ -267,12 +270,11 @@ def _check_operation_table(cls: type[BackendEntrypoint]) -> None:
         if not module or not attribute.isidentifier():
             raise HookValidationError(f"{where} = {path!r}: expected 'module:function'")
         # The entries are imported by name, which import-linter cannot see: keep them inside the layers
-        # (docs/design.md, "Packages and layers") by allowing only the backend's own package and the kernel.
-        allowed = (cls.__module__.partition(".")[0], "ptycho_core")
-        if module.partition(".")[0] not in allowed:
+        # (docs/design.md, "Packages and layers"): a backend builds on the kernel, never on the layers above it.
+        if module.partition(".")[0] in _ABOVE_THE_BACKENDS:
             raise HookValidationError(
-                f"{where} = {path!r}: an operation must live in the backend's own package or in ptycho_core "
-                f"(allowed: {', '.join(allowed)}); a backend builds on the kernel only")
+                f"{where} = {path!r}: an operation may not live in {module.partition('.')[0]!r}: a backend builds "
+                f"on the kernel (ptycho_core) and its own package, never on {', '.join(_ABOVE_THE_BACKENDS)}")
         try:  # imports the parent packages only, not the module holding the framework code
             found = importlib.util.find_spec(module) is not None
         except ImportError:
