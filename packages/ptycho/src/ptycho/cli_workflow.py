@@ -336,8 +336,10 @@ DEMO_NEPOCHS = 60
 DEMO_EARLY_STOP_PATIENCE = 6
 #: The shipped model ``ptycho demo`` starts from (``ptycho models``), unless --from-scratch.
 DEMO_MODEL = "pretrained:sim-n64-g2"
-#: Fine-tuning epochs of ``ptycho demo`` from :data:`DEMO_MODEL` unless --nepochs or --config says otherwise.
-DEMO_FINETUNE_EPOCHS = 10
+#: Fine-tuning epochs of ``ptycho demo`` from :data:`DEMO_MODEL` unless --nepochs or --config says otherwise:
+#: as many as the from-scratch demo trains, so the two are comparable (docs/amortised.md: on an idle 2-core
+#: machine 60 fine-tuning epochs took 146 s and the whole demo 2 min 39 s).
+DEMO_FINETUNE_EPOCHS = DEMO_NEPOCHS
 #: File of ``ptycho demo``'s output directory with the shipped model's own metrics (network only, before fine-tuning).
 DEMO_PRETRAINED_METRICS = "pretrained_metrics.json"
 
