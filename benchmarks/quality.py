@@ -18,6 +18,8 @@ share is visible.
 Each backend runs in its own subprocess, so the frameworks never share a process. Prints
 figures; asserts nothing. Examples::
 
+    python benchmarks/quality.py --amortised             # shipped model vs fine-tuning vs scratch vs refinement
+
     python benchmarks/quality.py                         # defaults: both backends, default epochs
     python benchmarks/quality.py --backend pytorch --nepochs 10
     python benchmarks/quality.py --json quality.json --keep-outputs out/
@@ -25,6 +27,16 @@ figures; asserts nothing. Examples::
 By default it trains with the CPU preset of ``ptycho demo`` (``ptycho.cli_workflow.CPU_PRESET``:
 gridsize 2, n_filters_scale 1, batch 4, 20 refinement passes) and the default TrainingConfig
 epochs (40; the demo trains 30); ``--no-preset`` uses the plain config defaults (no refinement).
+
+``--amortised`` (issue 17 item 6; PyTorch backend only) compares, on the held-out objects of
+``benchmarks/make_pretrained.py`` (``HELD_OUT``: camera / coins, lines, grf; none of them in the
+pretraining corpus), one subprocess per object: the shipped model ``pretrained:sim-n64-g2`` network
+only; the same fine-tuned for ``--finetune-epochs`` epochs (``workflow.train(init_from=...)``);
+each of those plus 5 and 20 refinement passes; training from scratch for the same number of epochs
+(same architecture and batch, so the same wall time per epoch; the measured train time is in the
+row); and refinement from a flat start (5 and 20 passes). pty-chi ePIE / LSQML rows are run only
+when pty-chi is installed (the rows say they are skipped otherwise). It also times the shipped model's
+predict + stitch on a ``--big-scan``-position scan (issue 17's target: 784 patterns in under 5 s).
 """
 
 from __future__ import annotations
@@ -39,7 +51,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 BACKENDS = ("pytorch", "tensorflow")
+#: The shipped model of ``--amortised``.
+SHIPPED = "pretrained:sim-n64-g2"
+#: Refinement passes of the ``--amortised`` rows.
+AMORTISED_PASSES = (5, 20)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -152,6 +170,202 @@ def flat_start_row(data: Path, passes: int, seed: int) -> dict:
             "infer_stitch_s": nan, "refine_s": res.seconds, "deviance": nan, "misfit": nan, **_scores(m)}
 
 
+def held_out() -> dict[str, dict]:
+    """The held-out objects of ``benchmarks/make_pretrained.py`` (shared, not copied): label -> simulation overrides."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from make_pretrained import HELD_OUT
+
+    return HELD_OUT
+
+
+def amortised_worker(args: argparse.Namespace) -> None:
+    """``--amortised`` rows of one held-out object (PyTorch): print one JSON line per row."""
+    import attrs
+
+    from ptycho import pretrained, workflow
+    from ptycho_core.config import InferenceConfig, TrainingConfig
+    from ptycho_data.metrics import evaluate_reconstruction
+    from ptycho_data.simulate import SimulationConfig, simulate_dataset
+
+    label = args.amortised_object
+    backend = "pytorch"
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sim = SimulationConfig(**{**held_out()[label], "n_positions": args.n_positions, "nphotons": args.nphotons})
+    ds = simulate_dataset(sim, progress=False)
+    nan = float("nan")
+
+    def emit(output: str, rec, passes: int, train_s: float, epochs: int, infer_s: float, fit: dict | None = None):
+        m = evaluate_reconstruction(rec.object, ds.object, ds.positions)
+        refine_s = rec.metadata.timings.get("refine_s", 0.0) if passes else 0.0
+        row = {"object": label, "backend": backend, "output": output, "refine": passes, "epochs": epochs,
+               "n_positions": sim.n_positions, "train_s": train_s, "infer_stitch_s": infer_s, "refine_s": refine_s,
+               "total_s": (0.0 if train_s != train_s else train_s) + infer_s + refine_s,
+               "deviance": (fit or {}).get("deviance", nan), "misfit": (fit or {}).get("misfit", nan), **_scores(m)}
+        print("RESULT " + json.dumps(row), flush=True)
+
+    def network_and_refined(output: str, model, icfg: InferenceConfig, train_s: float, epochs: int, fit=None):
+        t0 = time.perf_counter()
+        rec = workflow.infer(icfg, model=model, dataset=ds, write=False)
+        infer_s = time.perf_counter() - t0
+        emit(output, rec, 0, train_s, epochs, infer_s, fit)
+        for passes in AMORTISED_PASSES:
+            emit(output, workflow.refine(rec, ds, attrs.evolve(icfg, refine_iterations=passes)), passes, train_s,
+                 epochs, infer_s, fit)
+
+    # 1. the shipped model, network only (load + predict + stitch), then + refinement
+    t0 = time.perf_counter()
+    shipped = pretrained.load(SHIPPED, backend=backend)
+    load_s = time.perf_counter() - t0
+    icfg = InferenceConfig(model=shipped.model_config, backend=backend, accelerator="cpu", refine_iterations=0,
+                           seed=args.seed, progress=False)
+    print(f"LOAD {json.dumps({'object': label, 'load_s': load_s})}", flush=True)
+    network_and_refined("shipped model", shipped, icfg, nan, 0)
+
+    # 2. fine-tuned from the shipped model, 3. from scratch: same model, batch, epochs
+    _, shipped_training = pretrained.configs(SHIPPED)
+    cfg = TrainingConfig(model=shipped.model_config, backend=backend, accelerator="cpu", output_dir=out,
+                         seed=args.seed, nepochs=args.finetune_epochs, batch_size=args.batch_size,
+                         neighbor_count=shipped_training.neighbor_count, early_stop_patience=0, progress=False)
+    for output, init in (("fine-tuned", Path(SHIPPED)), ("from scratch", None)):
+        result = workflow.train(attrs.evolve(cfg, output_dir=out / output.replace(" ", "-")), dataset=ds,
+                                overwrite=True, init_from=init)
+        fit = workflow.training_summary({k: [float(v) for v in vals] for k, vals in result.history.items()})
+        network_and_refined(output, result.model, icfg, result.timings["train_s"], result.epochs, fit)
+
+    # 4. refinement from a flat start (no network)
+    from ptycho.refine import refine_object
+
+    for passes in AMORTISED_PASSES:
+        res = refine_object(np.ones(ds.object.shape, np.complex64), (0, 0), ds.diffraction, ds.positions, ds.probe,
+                            passes, seed=args.seed, progress=False)
+        m = evaluate_reconstruction(res.object, ds.object, ds.positions)
+        print("RESULT " + json.dumps({
+            "object": label, "backend": "none", "output": "refine only (flat start)", "refine": passes, "epochs": 0,
+            "n_positions": sim.n_positions, "train_s": nan, "infer_stitch_s": 0.0, "refine_s": res.seconds,
+            "total_s": res.seconds, "deviance": nan, "misfit": nan, **_scores(m)}), flush=True)
+
+
+def big_scan_worker(args: argparse.Namespace) -> None:
+    """Time the shipped model's predict + stitch (network only) on a scan of ``--n-positions`` positions."""
+    from ptycho import pretrained, workflow
+    from ptycho_core.config import InferenceConfig
+    from ptycho_data.metrics import evaluate_reconstruction
+    from ptycho_data.simulate import SimulationConfig, simulate_dataset
+
+    label = next(iter(held_out()))
+    sim = SimulationConfig(**{**held_out()[label], "n_positions": args.n_positions, "nphotons": args.nphotons})
+    ds = simulate_dataset(sim, progress=False)
+    t0 = time.perf_counter()
+    model = pretrained.load(SHIPPED, backend="pytorch")
+    load_s = time.perf_counter() - t0
+    icfg = InferenceConfig(model=model.model_config, backend="pytorch", accelerator="cpu", seed=args.seed,
+                           progress=False)
+    runs = []
+    for _ in range(2):  # the first includes the framework's warm-up
+        t0 = time.perf_counter()
+        rec = workflow.infer(icfg, model=model, dataset=ds, write=False)
+        runs.append({"wall_s": time.perf_counter() - t0, **rec.metadata.timings})
+    m = evaluate_reconstruction(rec.object, ds.object, ds.positions)
+    print("BIGSCAN " + json.dumps({"object": label, "n_positions": sim.n_positions, "load_s": load_s, "runs": runs,
+                                   **_scores(m)}), flush=True)
+
+
+def amortised_table(rows: list[dict]) -> str:
+    head = ("object", "row", "refine passes", "epochs", "train s", "infer+stitch s", "refine s", "wall s",
+            "amp SSIM", "amp PSNR", "amp FRC50", "phase SSIM", "phase PSNR", "phase FRC50")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['object']} | {r['output']} | | | | | | | skipped: {r['skipped']} | | | | | |")
+            continue
+        train = "" if r["train_s"] != r["train_s"] else f"{r['train_s']:.1f}"
+        cells = (r["object"], r["output"], str(r["refine"]), str(r["epochs"]), train, f"{r['infer_stitch_s']:.2f}",
+                 f"{r['refine_s']:.1f}", f"{r['total_s']:.1f}",
+                 f"{r['amp_ssim']:.3f}", f"{r['amp_psnr']:.1f}", f"{r['amp_frc50']:.2f}",
+                 f"{r['phase_ssim']:.3f}", f"{r['phase_psnr']:.1f}", f"{r['phase_frc50']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def amortised_main(args: argparse.Namespace) -> int:
+    """Run ``--amortised``: one subprocess per held-out object, then the big-scan timing; print the table."""
+    import importlib.util
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if args.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    load_start = os.getloadavg()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t_start = time.perf_counter()
+    rows: list[dict] = []
+    loads: list[dict] = []  # the shipped model's load time (first import of the framework included), per object
+    ptychi = importlib.util.find_spec("ptychi") is not None
+    labels = list(held_out())[: args.objects] if args.objects else list(held_out())
+    big: dict | None = None
+    with tempfile.TemporaryDirectory(prefix="ptycho-amortised-") as tmp:
+        base = args.keep_outputs or Path(tmp)
+        for i, label in enumerate(labels):
+            cmd = [sys.executable, __file__, "--amortised-object", label, "--output-dir", str(base / f"object{i}"),
+                   "--n-positions", str(args.n_positions), "--nphotons", str(args.nphotons), "--seed", str(args.seed),
+                   "--finetune-epochs", str(args.finetune_epochs), "--batch-size", str(args.batch_size or 4)]
+            print(f"[{label}] shipped model, fine-tuning, scratch, refinement ...", flush=True)
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            new = [json.loads(ln[len("RESULT "):]) for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not new:
+                print(f"[{label}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+                return 1
+            print(f"[{label}] done in {time.perf_counter() - t0:.0f} s", flush=True)
+            rows += new
+            loads += [json.loads(ln[len("LOAD "):]) for ln in proc.stdout.splitlines() if ln.startswith("LOAD ")]
+            for method in ("ePIE", "LSQML"):
+                if not ptychi:
+                    rows.append({"object": label, "output": f"pty-chi {method}",
+                                 "skipped": "pty-chi is not installed"})
+            if args.json:
+                args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")  # partial results survive
+        if ptychi:
+            print("pty-chi is installed, but its rows are not implemented yet: skipped", file=sys.stderr)
+        if args.big_scan:
+            cmd = [sys.executable, __file__, "--big-scan-worker", "--n-positions", str(args.big_scan),
+                   "--nphotons", str(args.nphotons), "--seed", str(args.seed)]
+            print(f"[big scan] shipped model predict + stitch on {args.big_scan} positions ...", flush=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BIGSCAN ")]
+            if proc.returncode != 0 or not lines:
+                print(f"[big scan] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+                return 1
+            big = json.loads(lines[0][len("BIGSCAN "):])
+    wall = time.perf_counter() - t_start
+    print(f"\nstarted {started}, {wall:.0f} s in all; machine: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
+          f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}; backend pytorch; {args.n_positions} positions, "
+          f"{args.nphotons:g} photons; fine-tuning and scratch {args.finetune_epochs} epochs, batch "
+          f"{args.batch_size or 4}; shipped model {SHIPPED}")
+    if not ptychi:
+        print("pty-chi ePIE / LSQML rows skipped: pty-chi is not installed")
+    print(f"infer+stitch s: predict + stitch of the {args.n_positions}-position scan (the shipped model's: its "
+          "first call in its process); "
+          "loading the shipped model took " + ", ".join(f"{x['load_s']:.1f} s" for x in loads)
+          + " (not in the rows); wall s = train + infer+stitch + refine")
+    print(amortised_table(rows))
+    if big:
+        warm = big["runs"][-1]
+        print(f"\nshipped model on a {big['n_positions']}-position scan ({big['object']}), network only: predict + "
+              f"stitch {warm['wall_s']:.2f} s warm (predict {warm['infer_s']:.2f} s, stitch {warm['stitch_s']:.2f} s), "
+              f"{big['runs'][0]['wall_s']:.2f} s on the first call, model load {big['load_s']:.2f} s; amplitude / "
+              f"phase SSIM {big['amp_ssim']:.3f} / {big['phase_ssim']:.3f} (issue 17 target: under 5 s)")
+    if args.json:
+        args.json.write_text(json.dumps({"started": started, "wall_s": wall, "load_start": load_start,
+                                         "load_end": os.getloadavg(), "threads": env.get("OMP_NUM_THREADS"),
+                                         "pty_chi": ptychi, "shipped_load": loads, "rows": rows, "big_scan": big},
+                                        indent=2) + "\n")
+    return 0
+
+
 def table(rows: list[dict]) -> str:
     head = ("backend", "output", "refine passes", "epochs", "deviance", "misfit", "train s", "infer+stitch s",
             "refine s", "amp SSIM", "amp PSNR", "amp FRC50", "phase SSIM", "phase PSNR", "phase FRC50")
@@ -189,12 +403,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42, help="seed of the simulation and the training (default 42)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     p.add_argument("--keep-outputs", type=Path, help="keep each backend's outputs (images, bundle) under this dir")
+    a = p.add_argument_group("--amortised (issue 17: shipped model vs fine-tuning vs scratch vs refinement)")
+    a.add_argument("--amortised", action="store_true",
+                   help="the amortised comparison on the held-out objects of make_pretrained.py (PyTorch only)")
+    a.add_argument("--finetune-epochs", type=int, default=4,
+                   help="epochs of fine-tuning, and of training from scratch (default 4)")
+    a.add_argument("--objects", type=int, help="only the first this many held-out objects (default: all)")
+    a.add_argument("--big-scan", type=int, default=784,
+                   help="also time the shipped model's predict + stitch on a scan of this many positions "
+                   "(default 784; 0 = skip)")
+    a.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the subprocesses (default: inherited)")
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
+    p.add_argument("--amortised-object", help=argparse.SUPPRESS)
+    p.add_argument("--big-scan-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--output-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         worker(args)
         return 0
+    if args.amortised_object:
+        amortised_worker(args)
+        return 0
+    if args.big_scan_worker:
+        big_scan_worker(args)
+        return 0
+    if args.amortised:
+        return amortised_main(args)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ptycho-quality-") as tmp:
         base = args.keep_outputs or Path(tmp)
