@@ -144,3 +144,39 @@ def test_bundle_config_json_is_plain(tmp_path, trained):
     path = save_bundle(trained, tmp_path / "b")
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["model"]["n_filters_scale"] == 1
+
+
+def test_loading_and_inference_do_not_import_lightning(tmp_path, trained, grouped64):
+    """A bundle loads and reconstructs without importing Lightning (nor what it pulls: torchmetrics,
+    scipy.signal, torch._dynamo), and the plain module gives the trained LightningModule's predictions
+    exactly. (The test data itself uses scipy.ndimage.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    save_bundle(trained, tmp_path / "bundle")
+    expected = _infer(trained, grouped64).patches
+    np.save(tmp_path / "expected.npy", expected)
+    script = f"""
+import sys
+import numpy as np
+from torch_testdata import make_grouped
+from ptycho_core.bundle import load_bundle
+from ptycho_core.config import InferenceConfig
+from ptycho_core import backends
+model = load_bundle({str(tmp_path / "bundle")!r})
+data = make_grouped(N=64, gridsize=1, n_groups=64)
+backend = backends.get("pytorch")
+out = backend.infer(model, data, InferenceConfig(model=model.model_config, backend="pytorch", accelerator="cpu",
+                                                batch_size=16))
+backend.reassemble(out.patches, out.positions, 20, (100, 100), (0, 0))
+np.testing.assert_array_equal(out.patches, np.load({str(tmp_path / "expected.npy")!r}))
+heavy = [m for m in ("lightning", "torchmetrics", "scipy.signal", "torch._dynamo", "matplotlib") if m in sys.modules]
+print("imported:", heavy)
+print("native:", type(model.native).__name__)
+"""
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parent)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "imported: []" in run.stdout, run.stdout
+    assert "native: PtychoPINN" in run.stdout

@@ -9,16 +9,14 @@ import torch
 
 from ptycho_core.config import InferenceConfig, TrainingConfig
 from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, LazyArray, ModelHandle
-from ptycho_torch.module import PtychoLightningModule, check_data, config_to_dict, grouped_tensors, normalized_probe
 from ptycho_torch.physics import centre_crop, merge
-from ptycho_torch.runtime import fit_threads
+from ptycho_torch.pinn import PtychoPINN, check_data, config_to_dict, grouped_tensors, normalized_probe
+from ptycho_torch.runtime import fit_threads, resolve_accelerator
 
 BACKEND_ID = "pytorch"
 
 
 def _device(accelerator: str) -> torch.device:
-    from ptycho_torch.train import resolve_accelerator
-
     return torch.device("cuda" if resolve_accelerator(accelerator) == "gpu" else "cpu")
 
 
@@ -28,7 +26,7 @@ def _channels_first(batch: np.ndarray) -> torch.Tensor:
     return torch.empty(src.shape, dtype=torch.float32).copy_(src)  # standard strides, like an in-memory batch
 
 
-def predict_patches(module: PtychoLightningModule, X: torch.Tensor | LazyArray, batch_size: int,
+def predict_patches(module: PtychoPINN, X: torch.Tensor | LazyArray, batch_size: int,
                     device: torch.device, offsets: torch.Tensor | None = None) -> np.ndarray:
     """Network output for channels-first ``X`` in batches: (B, C, N, N) complex64 NumPy.
 
@@ -66,7 +64,7 @@ def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) 
         Otherwise the network's patches flattened group-major (patch ``b*C + c``), (B*C, N, N)
         at centroid + offset. ``metadata`` holds the backend id, device and timing.
     """
-    module: PtychoLightningModule = model.native
+    module: PtychoPINN = model.native
     mc = model.model_config
     check_data(mc, data)
     device = _device(config.accelerator)
@@ -96,10 +94,9 @@ def forward_model(model: ModelHandle, data: GroupedData, config: TrainingConfig)
     ``reference.normalize_probe(data.probe, ...)``; the loss uses ``s0`` from ``config.nphotons``
     and the weights of ``config``.
     """
-    module: PtychoLightningModule = model.native
+    module: PtychoPINN = model.native
     check_data(model.model_config, data)
-    eval_module = PtychoLightningModule(model_config=module.hparams["model_config"],
-                                        training_config=config_to_dict(config))
+    eval_module = PtychoPINN(model_config=config_to_dict(model.model_config), training_config=config_to_dict(config))
     eval_module.load_state_dict(module.state_dict())
     eval_module.eval()
     probe = None if eval_module.physics.probe_is_set() else normalized_probe(data.probe, model.model_config)

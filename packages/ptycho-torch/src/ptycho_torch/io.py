@@ -3,22 +3,24 @@
 The checkpoint is a plain dict of tensors, strings and numbers with the configs as plain
 dicts under ``hyper_parameters`` (Lightning's layout), so it loads with
 ``torch.load(path, weights_only=True)`` and with ``PtychoLightningModule.load_from_checkpoint``.
-Canonical weights follow docs/conventions.md s6: kernels HWIO float32.
+Canonical weights follow docs/conventions.md s6: kernels HWIO float32. Models are built and
+loaded as the plain :class:`~ptycho_torch.pinn.PtychoPINN` (no Lightning import); training
+wraps them (``ptycho_torch.train``).
 """
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 
 from ptycho_core.config import ModelConfig, TrainingConfig
 from ptycho_core.contracts import ModelHandle
 from ptycho_core.errors import BundleError
-from ptycho_torch.module import PtychoLightningModule, config_to_dict
-from ptycho_torch.train import atomic_torch_save
+from ptycho_torch.pinn import PtychoPINN, config_to_dict
+from ptycho_torch.runtime import atomic_torch_save
 
 BACKEND_ID = "pytorch"
 WEIGHT_FILE = "model.ckpt"
@@ -31,22 +33,22 @@ def build_handle(model_config: ModelConfig, training_config: TrainingConfig | No
     with torch.random.fork_rng(devices=[]):
         if training_config is not None:
             torch.manual_seed(training_config.seed)
-        module = PtychoLightningModule(model_config=config_to_dict(model_config),
-                                       training_config=config_to_dict(training_config))
+        module = PtychoPINN(model_config=config_to_dict(model_config),
+                            training_config=config_to_dict(training_config))
     module.eval()
     return ModelHandle(backend=BACKEND_ID, model_config=model_config, training_config=training_config,
                        native=module)
 
 
-def checkpoint_dict(module: PtychoLightningModule, epoch: int = 0) -> dict:
+def checkpoint_dict(module: PtychoPINN, epoch: int = 0) -> dict:
     """A Lightning-compatible checkpoint dict (state_dict + plain-dict hyper_parameters)."""
     return {
         "epoch": int(epoch),
         "global_step": 0,
-        "pytorch-lightning_version": L.__version__,
+        "pytorch-lightning_version": metadata.version("lightning"),  # what L.__version__ says, without the import
         "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
         "hparams_name": "kwargs",
-        "hyper_parameters": {k: v for k, v in dict(module.hparams).items()},
+        "hyper_parameters": module.hyperparameters(),
     }
 
 
@@ -85,8 +87,7 @@ def load_model(directory: Path, manifest: dict, model_config: ModelConfig,
         raise BundleError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise BundleError(f"{path}: expected a Lightning checkpoint dict with a 'state_dict' entry")
-    module = PtychoLightningModule(model_config=config_to_dict(model_config),
-                                   training_config=config_to_dict(training_config))
+    module = PtychoPINN(model_config=config_to_dict(model_config), training_config=config_to_dict(training_config))
     try:
         module.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as exc:
@@ -98,7 +99,7 @@ def load_model(directory: Path, manifest: dict, model_config: ModelConfig,
 
 def export_weights(model: ModelHandle) -> dict[str, np.ndarray]:
     """Canonical name -> float32 array (conventions s6); kernels HWIO."""
-    module: PtychoLightningModule = model.native
+    module: PtychoPINN = model.native
     out: dict[str, np.ndarray] = {}
     for name, conv in module.net.canonical_convs():
         out[f"{name}.kernel"] = np.ascontiguousarray(conv.weight.detach().cpu().permute(2, 3, 1, 0).numpy(),
@@ -124,7 +125,7 @@ def import_weights(model_config: ModelConfig, training_config: TrainingConfig | 
                    weights: dict[str, np.ndarray]) -> ModelHandle:
     """Build a model for the configs and set every weight from canonical names (extra names are an error)."""
     handle = build_handle(model_config, training_config)
-    module: PtychoLightningModule = handle.native
+    module: PtychoPINN = handle.native
     used = set()
     with torch.no_grad():
         for name, conv in module.net.canonical_convs():

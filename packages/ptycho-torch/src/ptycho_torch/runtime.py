@@ -1,4 +1,6 @@
-"""CPU thread count: never more intra-op threads than the cores this process may run on.
+"""Runtime helpers that need torch but not Lightning: thread count, accelerator, atomic saves.
+
+CPU thread count: never more intra-op threads than the cores this process may run on.
 
 torch starts with one intra-op thread per physical core of the machine. In a container or
 under ``taskset`` the process may be allowed fewer (CPU affinity, a cgroup CPU quota); its
@@ -12,6 +14,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
+
+from ptycho_core import training_log
+from ptycho_core.errors import ConfigError
 
 
 def _cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -49,3 +55,29 @@ def fit_threads(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     if torch.get_num_threads() > n:
         torch.set_num_threads(n)
     return torch.get_num_threads()
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    """``'auto'`` -> ``'gpu'`` when CUDA is available, else ``'cpu'``; other values unchanged."""
+    import torch
+
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("accelerator: 'gpu' requested but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return accelerator
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``.
+
+    A process killed mid-write leaves the previous file intact (and at most a temporary file);
+    see :func:`ptycho_core.training_log.atomic_write`.
+    """
+    import torch
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+    training_log.atomic_write(path, write)

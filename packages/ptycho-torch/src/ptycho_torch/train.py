@@ -1,9 +1,10 @@
 """Training with a Lightning Trainer (physics.md s5, docs/conventions.md s3.7).
 
-Adam + ReduceLROnPlateau on the epoch training loss, seeded, Lightning's TQDM progress
-bar, a CSV log under ``output_dir/logs``, checkpoints (``last.ckpt`` and the best one)
-under ``output_dir/checkpoints`` every ``checkpoint_every`` epochs written atomically,
-``resume_from`` continuing to ``nepochs`` in total, and NaN/inf detection.
+Fused Adam + the plateau schedule of ptycho_core.schedule (PlateauCallback) on the epoch
+training loss, seeded, Lightning's TQDM progress bar, a CSV log under ``output_dir/logs``,
+checkpoints (``last.ckpt`` and the best one) under ``output_dir/checkpoints`` every
+``checkpoint_every`` epochs written atomically, ``resume_from`` continuing to ``nepochs`` in
+total, and NaN/inf detection.
 
 Crash safety: every checkpoint file goes through :class:`AtomicCheckpointIO` (temporary file,
 fsync, ``os.replace``), so a process killed at any moment leaves the previous ``last.ckpt``
@@ -44,26 +45,13 @@ from ptycho_torch.module import (
     normalized_probe,
 )
 from ptycho_torch.progress import ProgressBar
-from ptycho_torch.runtime import fit_threads
+from ptycho_torch.runtime import atomic_torch_save, fit_threads, resolve_accelerator
 
 __all__ = ["AtomicCheckpointIO", "History", "PlateauCallback", "PtychoLightningModule", "atomic_torch_save",
-           "make_trainer", "train_model"]
+           "make_trainer", "resolve_accelerator", "train_model"]
 
 BACKEND_ID = "pytorch"
 log = logging.getLogger(__name__)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``.
-
-    A process killed mid-write leaves the previous file intact (and at most a temporary file);
-    see :func:`ptycho_core.training_log.atomic_write`.
-    """
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-
-    training_log.atomic_write(path, write)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -161,15 +149,6 @@ def _log_version(out: Path, resume: bool) -> int | None:
     numbers = [int(d.name[len("version_"):]) for d in (out / "logs").glob("version_*")
                if d.is_dir() and d.name[len("version_"):].isdigit()]
     return max(numbers) if numbers else None
-
-
-def resolve_accelerator(accelerator: str) -> str:
-    """``'auto'`` -> ``'gpu'`` when CUDA is available, else ``'cpu'``; other values unchanged."""
-    if accelerator == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if accelerator == "gpu" and not torch.cuda.is_available():
-        raise ConfigError("accelerator: 'gpu' requested but torch sees no CUDA device; use 'cpu' or 'auto'")
-    return accelerator
 
 
 def _strategy(config: TrainingConfig, accelerator: str) -> Any:
