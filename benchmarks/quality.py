@@ -34,9 +34,10 @@ pretraining corpus), one subprocess per object: the shipped model ``pretrained:s
 only; the same fine-tuned for ``--finetune-epochs`` epochs (``workflow.train(init_from=...)``);
 each of those plus 5 and 20 refinement passes; training from scratch for the same number of epochs
 (same architecture and batch, so the same wall time per epoch; the measured train time is in the
-row); and refinement from a flat start (5 and 20 passes). The pty-chi ePIE / LSQML rows are not
-written yet: each says it is skipped and why. It also times the shipped model's
-predict + stitch on a ``--big-scan``-position scan (issue 17's target: 784 patterns in under 5 s).
+row); and refinement from a flat start (5 and 20 passes). The pty-chi ePIE / LSQML rows say they
+are skipped and why (:data:`PTYCHI_BLOCKED`: pty-chi cannot be installed beside the torch pin).
+It also times the shipped model's predict + stitch on a ``--big-scan``-position scan (issue 17's
+target: 784 patterns in under 5 s).
 """
 
 from __future__ import annotations
@@ -60,10 +61,17 @@ SHIPPED = "pretrained:sim-n64-g2"
 AMORTISED_PASSES = (5, 20)
 
 
+#: Why this script has no pty-chi runner (docs/benchmarks.md): pty-chi cannot be installed beside the torch pin.
+PTYCHI_BLOCKED = ("pty-chi 2.2.0 imports torchvision (ptychi/utils.py), and torchvision 0.28.0, the release for the "
+                  "pinned torch 2.13.0 CPU wheel, fails to import beside it ('operator torchvision::nms does not "
+                  "exist'); the torch/torchvision pair that imports is a newer CUDA build the pin excludes, so no "
+                  "runner was written (one could not be tested)")
+
+
 def ptychi_skipped(installed: bool) -> str:
-    """Why the pty-chi rows are empty: this script has no pty-chi runner yet (issue 17 item 6, open)."""
-    return ("the comparison with pty-chi is not written yet (pty-chi is installed)" if installed
-            else "the comparison with pty-chi is not written yet, and pty-chi is not installed")
+    """Why the pty-chi rows are empty (issue 17 item 6): :data:`PTYCHI_BLOCKED`."""
+    return ("pty-chi is installed, but this script has no runner for it: " if installed
+            else "pty-chi is not installed: ") + PTYCHI_BLOCKED
 
 
 def worker(args: argparse.Namespace) -> None:
