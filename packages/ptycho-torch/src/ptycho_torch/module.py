@@ -29,13 +29,7 @@ from ptycho_torch.pinn import (  # noqa: F401  (the helpers' former home; kept i
 class PtychoLightningModule(PtychoPINN, L.LightningModule):
     """PtychoPINN as a LightningModule (same submodules and state-dict names as :class:`PtychoPINN`).
 
-    Parameters
-    ----------
-    model_config : dict
-        :class:`~ptycho_core.config.ModelConfig` as a plain dict (:func:`config_to_dict`).
-    training_config : dict, optional
-        :class:`~ptycho_core.config.TrainingConfig` as a plain dict; sets the loss weights,
-        learning rate, ``nphotons`` and which physics parameters are trainable.
+    Takes :class:`PtychoPINN`'s arguments; the training config also sets the learning rate here.
     """
 
     def __init__(self, model_config: dict, training_config: dict | None = None) -> None:
