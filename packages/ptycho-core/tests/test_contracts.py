@@ -64,6 +64,21 @@ def test_grouped_data_shapes():
                     indices=np.zeros((B, C), int), probe=np.ones((N, N)))
 
 
+def test_grouped_data_checks_that_it_fits_a_model():
+    from ptycho_core.config import ModelConfig
+    from ptycho_core.errors import ConfigError
+
+    B, N, C = 3, 64, 4
+    g = GroupedData(X=np.ones((B, N, N, C)), offsets=np.zeros((B, C, 2)), centroids=np.ones((B, 2)),
+                    indices=np.zeros((B, C), int), probe=np.ones((N, N)))
+    g.check_fits(ModelConfig(N=64, gridsize=2))  # fits: no error
+    with pytest.raises(ConfigError, match=r"groups of 4 patterns of 64 x 64 do not fit the model "
+                                          r"\(ModelConfig.N = 64, gridsize = 1 -> 1 channels\)"):
+        g.check_fits(ModelConfig(N=64, gridsize=1))
+    with pytest.raises(ConfigError, match=r"ModelConfig.N = 128"):
+        g.check_fits(ModelConfig(N=128, gridsize=2))
+
+
 def test_results_validate():
     with pytest.raises(DataError, match="positions: expected shape"):
         InferenceResult(patches=np.ones((4, 64, 64)), positions=np.ones((3, 2)))

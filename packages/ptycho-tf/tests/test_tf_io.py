@@ -121,3 +121,10 @@ def _datasets(f) -> list[str]:
     names = []
     f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     return names
+
+
+def test_groups_of_another_gridsize_are_refused_before_inference(handle, grouped64):
+    from ptycho_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"groups of 1 patterns of 64 x 64 do not fit the model .*gridsize = 2"):
+        _infer(handle, grouped64)

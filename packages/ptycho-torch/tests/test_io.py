@@ -180,3 +180,10 @@ print("native:", type(model.native).__name__)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "imported: []" in run.stdout, run.stdout
     assert "native: PtychoPINN" in run.stdout
+
+
+def test_groups_of_another_gridsize_are_refused_before_inference(trained, grouped64_g2):
+    from ptycho_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"groups of 4 patterns of 64 x 64 do not fit the model .*gridsize = 1"):
+        _infer(trained, grouped64_g2)

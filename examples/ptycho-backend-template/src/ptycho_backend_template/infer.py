@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ptycho_backend_template.model import BACKEND_ID, check_data, physics_and_loss, predict, probe_for
+from ptycho_backend_template.model import BACKEND_ID, physics_and_loss, predict, probe_for
 from ptycho_core import reference
 from ptycho_core.contracts import ForwardOutput, InferenceResult
 
@@ -28,7 +28,7 @@ def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) 
         at centroid + offset. ``metadata`` holds the backend id, device and seconds.
     """
     mc = model.model_config
-    check_data(mc, data)
+    data.check_fits(mc)
     probe_n = probe_for(model.native, data, mc)
     params = model.native.weights
     merged = mc.stitches_group_object
@@ -52,7 +52,7 @@ def forward_model(model: ModelHandle, data: GroupedData, config: TrainingConfig)
     scale is the model's; the loss uses ``s0`` and the term weights of ``config``.
     """
     mc = model.model_config
-    check_data(mc, data)
+    data.check_fits(mc)
     native = model.native
     out = physics_and_loss(native.weights, native.intensity_scale, data, probe_for(native, data, mc), mc, config)
     return ForwardOutput(patches=out["patches"], amplitude=out["amplitude"], loss=out["loss"])

@@ -126,16 +126,6 @@ def initial_weights(model_config: ModelConfig, training_config: TrainingConfig |
     return weights
 
 
-def check_data(model_config: ModelConfig, data: GroupedData) -> None:
-    """Raise :class:`ConfigError` if ``data`` does not fit the model's ``N`` and ``gridsize``."""
-    if data.N != model_config.N or data.channels != model_config.channels:
-        raise ConfigError(
-            f"GroupedData.X: shape {data.X.shape} does not fit the model (N={model_config.N}, "
-            f"gridsize={model_config.gridsize} -> {model_config.channels} channels); regroup the data "
-            "with the model's N and gridsize"
-        )
-
-
 def probe_for(model: TemplateModel, data: GroupedData, model_config: ModelConfig) -> np.ndarray:
     """The model's probe when it holds one, else ``reference.normalize_probe(data.probe, ...)``."""
     if model.probe_is_set:

@@ -29,7 +29,6 @@ from ptycho_backend_template.model import (
     BACKEND_ID,
     MODEL_PARAMETERS,
     TemplateModel,
-    check_data,
     initial_weights,
     physics_and_loss,
 )
@@ -209,7 +208,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig,
     if config.model != mc:
         raise ConfigError(f"TrainingConfig.model: {config.model} differs from the model's config {mc}; "
                           "train with the config the model was built with")
-    check_data(mc, data)
+    data.check_fits(mc)
     if config.probe_trainable:
         raise ConfigError(f"TrainingConfig.probe_trainable: the {BACKEND_ID} backend keeps the probe fixed; "
                           "set probe_trainable = false")

@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from ptycho_core.config import ALLOWED_N
-from ptycho_core.errors import DataError
+from ptycho_core.errors import ConfigError, DataError
 
 _ACCEPTED_KINDS = {"f": "fiub", "c": "cfiub", "i": "iu"}
 
@@ -356,6 +356,19 @@ class GroupedData:
     @property
     def channels(self) -> int:
         return int(self.X.shape[3])
+
+    def check_fits(self, model_config: Any) -> None:
+        """Raise :class:`~ptycho_core.errors.ConfigError` if the groups do not fit the model of ``model_config``
+        (a :class:`~ptycho_core.config.ModelConfig`): pattern size ``N`` and ``gridsize**2`` channels.
+
+        Every backend calls it before training, inference and the forward pass.
+        """
+        if self.N != model_config.N or self.channels != model_config.channels:
+            raise ConfigError(
+                f"data: groups of {self.channels} patterns of {self.N} x {self.N} do not fit the model "
+                f"(ModelConfig.N = {model_config.N}, gridsize = {model_config.gridsize} -> "
+                f"{model_config.channels} channels); regroup the data or change the model config"
+            )
 
     @property
     def positions(self) -> np.ndarray:

@@ -11,7 +11,7 @@ from ptycho_core.config import InferenceConfig, TrainingConfig, effective_nphoto
 from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, ModelHandle
 from ptycho_core.errors import ConfigError
 from ptycho_tf._env import tf
-from ptycho_tf.module import BACKEND_ID, PtychoModel, check_data, normalized_probe
+from ptycho_tf.module import BACKEND_ID, PtychoModel, normalized_probe
 from ptycho_tf.physics import centre_crop, merge
 
 
@@ -87,7 +87,7 @@ def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) 
     """
     native: PtychoModel = model.native
     mc = model.model_config
-    check_data(mc, data)
+    data.check_fits(mc)
     merged = mc.stitches_group_object
     t0 = time.perf_counter()
     with device_scope(config.accelerator):
@@ -109,7 +109,7 @@ def forward_model(model: ModelHandle, data: GroupedData, config: TrainingConfig)
     loss uses ``s0`` from ``config.nphotons`` and the term weights of ``config``.
     """
     native: PtychoModel = model.native
-    check_data(model.model_config, data)
+    data.check_fits(model.model_config)
     if config.realspace_weight != 0 and data.Y is None:
         raise ConfigError("TrainingConfig.realspace_weight: > 0 needs ground-truth patches (GroupedData.Y is None); "
                           "set realspace_weight = 0 or provide an objectGuess")

@@ -9,8 +9,6 @@ attributes; the architecture is always rebuilt from them (weights travel as ``.w
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ptycho_core.config import ModelConfig, TrainingConfig, effective_nphotons
@@ -28,16 +26,6 @@ def normalized_probe(probe: np.ndarray, model_config: ModelConfig) -> np.ndarray
 
     return reference.normalize_probe(np.asarray(probe, dtype=np.complex64), model_config.probe_scale,
                                      model_config.probe_mask, model_config.gaussian_smoothing_sigma)
-
-
-def check_data(model_config: ModelConfig, data: Any) -> None:
-    """Raise :class:`ConfigError` if ``data`` (GroupedData) does not fit the model's N and gridsize."""
-    if data.N != model_config.N or data.channels != model_config.channels:
-        raise ConfigError(
-            f"data: groups of {data.channels} patterns of {data.N} x {data.N} do not fit the model "
-            f"(ModelConfig.N = {model_config.N}, gridsize = {model_config.gridsize} -> "
-            f"{model_config.channels} channels); regroup the data or change the model config"
-        )
 
 
 def _unpack(inputs) -> tuple:

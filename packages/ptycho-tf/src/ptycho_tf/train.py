@@ -31,7 +31,7 @@ from ptycho_tf.callbacks import (
 )
 from ptycho_tf.infer import device_scope
 from ptycho_tf.io import load_weights_file
-from ptycho_tf.module import BACKEND_ID, PtychoModel, check_data, normalized_probe
+from ptycho_tf.module import BACKEND_ID, PtychoModel, normalized_probe
 
 LOG_FILE = "training_log.csv"
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
     if config.model != model.model_config:
         raise ConfigError(f"TrainingConfig.model: {config.model} differs from the model's config "
                           f"{model.model_config}; train with the config the model was built with")
-    check_data(model.model_config, data)
+    data.check_fits(model.model_config)
     dataset = _dataset(data, config)
     state, weights_path = (None, None) if resume_from is None else read_checkpoint(resume_from)
     start_epoch = 0 if state is None else min(int(state["epoch"]), config.nepochs)

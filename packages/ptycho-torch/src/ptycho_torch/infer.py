@@ -10,7 +10,7 @@ import torch
 from ptycho_core.config import InferenceConfig, TrainingConfig
 from ptycho_core.contracts import ForwardOutput, GroupedData, InferenceResult, LazyArray, ModelHandle
 from ptycho_torch.physics import centre_crop, merge
-from ptycho_torch.pinn import PtychoPINN, check_data, config_to_dict, grouped_tensors, normalized_probe
+from ptycho_torch.pinn import PtychoPINN, config_to_dict, grouped_tensors, normalized_probe
 from ptycho_torch.runtime import fit_threads, resolve_accelerator
 
 BACKEND_ID = "pytorch"
@@ -66,7 +66,7 @@ def infer_model(model: ModelHandle, data: GroupedData, config: InferenceConfig) 
     """
     module: PtychoPINN = model.native
     mc = model.model_config
-    check_data(mc, data)
+    data.check_fits(mc)
     device = _device(config.accelerator)
     if device.type == "cpu":
         fit_threads()
@@ -95,7 +95,7 @@ def forward_model(model: ModelHandle, data: GroupedData, config: TrainingConfig)
     and the weights of ``config``.
     """
     module: PtychoPINN = model.native
-    check_data(model.model_config, data)
+    data.check_fits(model.model_config)
     eval_module = PtychoPINN(model_config=config_to_dict(model.model_config), training_config=config_to_dict(config))
     eval_module.load_state_dict(module.state_dict())
     eval_module.eval()

@@ -16,7 +16,6 @@ from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_torch.pinn import (  # noqa: F401  (the helpers' former home; kept importable from here)
     PtychoPINN,
     adam,
-    check_data,
     config_to_dict,
     grouped_tensors,
     model_config_from_dict,

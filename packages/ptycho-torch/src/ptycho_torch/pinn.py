@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from ptycho_core.config import ModelConfig, TrainingConfig, effective_nphotons
-from ptycho_core.errors import ConfigError
 from ptycho_torch.model import PtychoNet
 from ptycho_torch.physics import PhysicsLayer, losses
 
@@ -136,7 +135,6 @@ def adam(params: Any, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=fused)
 
 
-
 def grouped_tensors(data: Any, *, with_y: bool = False) -> tuple[torch.Tensor, ...]:
     """``GroupedData`` -> channels-first tensors ``(X float32, offsets float32[, Y complex64])``."""
     X = torch.from_numpy(np.ascontiguousarray(np.transpose(data.X, (0, 3, 1, 2)), dtype=np.float32))
@@ -145,13 +143,3 @@ def grouped_tensors(data: Any, *, with_y: bool = False) -> tuple[torch.Tensor, .
         return X, offsets
     Y = torch.from_numpy(np.ascontiguousarray(np.transpose(data.Y, (0, 3, 1, 2)), dtype=np.complex64))
     return X, offsets, Y
-
-
-def check_data(model_config: ModelConfig, data: Any) -> None:
-    """Raise :class:`ConfigError` if ``data`` does not fit the model's N and gridsize."""
-    if data.N != model_config.N or data.channels != model_config.channels:
-        raise ConfigError(
-            f"data: groups of {data.channels} patterns of {data.N} x {data.N} do not fit the model "
-            f"(ModelConfig.N = {model_config.N}, gridsize = {model_config.gridsize} -> "
-            f"{model_config.channels} channels); regroup the data or change the model config"
-        )

@@ -39,7 +39,6 @@ from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_core.schedule import PlateauSchedule
 from ptycho_torch.module import (
     PtychoLightningModule,
-    check_data,
     config_to_dict,
     grouped_tensors,
     normalized_probe,
@@ -292,7 +291,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
     if config.model != model.model_config:
         raise ConfigError(f"TrainingConfig.model: {config.model} differs from the model's config "
                           f"{model.model_config}; train with the config the model was built with")
-    check_data(model.model_config, data)
+    data.check_fits(model.model_config)
     if resume_from is not None and not Path(resume_from).is_file():
         raise ConfigError(f"resume_from: checkpoint {resume_from} does not exist")
     t_start = time.perf_counter()
