@@ -241,7 +241,7 @@ def worker_train_pytorch(gridsize: int, groups: int, epochs: int, nfs: int, devi
     import torch
 
     from ptycho_torch.io import build_handle
-    from ptycho_torch.module import grouped_tensors
+    from ptycho_torch.pinn import grouped_tensors
     from ptycho_torch.runtime import fit_threads
     from ptycho_torch.train import train_model
 
@@ -337,7 +337,7 @@ def worker_infer_pytorch(gridsize: int, groups: int, repeats: int, nfs: int, dev
     from ptycho_core.config import InferenceConfig
     from ptycho_torch.infer import infer_model
     from ptycho_torch.io import build_handle
-    from ptycho_torch.module import grouped_tensors
+    from ptycho_torch.pinn import grouped_tensors
     from ptycho_torch.runtime import fit_threads
 
     device = resolve_device(device, "pytorch")

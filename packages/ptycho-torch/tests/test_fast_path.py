@@ -13,7 +13,7 @@ import torch
 from ptycho_core.errors import ConfigError
 from ptycho_torch import runtime
 from ptycho_torch.model import PtychoNet, to_channels_last, upsample2x
-from ptycho_torch.module import adam
+from ptycho_torch.pinn import adam
 
 RUN_PY = Path(__file__).resolve().parents[3] / "benchmarks" / "run.py"
 

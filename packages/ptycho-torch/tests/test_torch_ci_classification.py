@@ -22,7 +22,8 @@ FILES = {
 
         from ptycho_core.config import ModelConfig
         from ptycho_torch.io import checkpoint_dict
-        from ptycho_torch.module import PtychoLightningModule, config_to_dict
+        from ptycho_torch.module import PtychoLightningModule
+        from ptycho_torch.pinn import config_to_dict
 
         def test_resume_from_checkpoint(tmp_path):
             module = PtychoLightningModule(model_config=config_to_dict(ModelConfig(n_filters_scale=1)))

@@ -12,7 +12,8 @@ from torch_testdata import tiny_training_config
 
 from ptycho_core.config import effective_nphotons
 from ptycho_core.errors import ConfigError, TrainingDivergedError
-from ptycho_torch.module import PtychoLightningModule, physics_scale
+from ptycho_torch.module import PtychoLightningModule
+from ptycho_torch.pinn import physics_scale
 from ptycho_torch.plugin import TorchBackend
 from ptycho_torch.train import atomic_torch_save, cpp_compiler_available, train_model
 
@@ -126,7 +127,7 @@ def test_gridsize2_with_trainable_probe_and_all_loss_terms(tmp_path, grouped64_g
     model = plugin.ptycho_build_model(config.model, config)
     result = train_model(model, grouped64_g2, config, enable_progress_bar=False)
     phys = result.model.native.physics
-    from ptycho_torch.module import normalized_probe
+    from ptycho_torch.pinn import normalized_probe
 
     initial = normalized_probe(grouped64_g2.probe, config.model)
     assert isinstance(phys.probe_real, torch.nn.Parameter)

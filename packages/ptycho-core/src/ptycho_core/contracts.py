@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ptycho_core.config import ALLOWED_N
+from ptycho_core.config import ALLOWED_N, ModelConfig
 from ptycho_core.errors import ConfigError, DataError
 
 _ACCEPTED_KINDS = {"f": "fiub", "c": "cfiub", "i": "iu"}
@@ -357,9 +357,9 @@ class GroupedData:
     def channels(self) -> int:
         return int(self.X.shape[3])
 
-    def check_fits(self, model_config: Any) -> None:
-        """Raise :class:`~ptycho_core.errors.ConfigError` if the groups do not fit the model of ``model_config``
-        (a :class:`~ptycho_core.config.ModelConfig`): pattern size ``N`` and ``gridsize**2`` channels.
+    def check_fits(self, model_config: ModelConfig) -> None:
+        """Raise :class:`~ptycho_core.errors.ConfigError` if the groups do not fit the model of ``model_config``:
+        pattern size ``N`` and ``gridsize**2`` channels.
 
         Every backend calls it before training, inference and the forward pass.
         """

@@ -13,16 +13,7 @@ import lightning as L
 import torch
 
 from ptycho_core.errors import ConfigError, TrainingDivergedError
-from ptycho_torch.pinn import (  # noqa: F401  (the helpers' former home; kept importable from here)
-    PtychoPINN,
-    adam,
-    config_to_dict,
-    grouped_tensors,
-    model_config_from_dict,
-    normalized_probe,
-    physics_scale,
-    training_config_from_dict,
-)
+from ptycho_torch.pinn import PtychoPINN, adam
 
 
 class PtychoLightningModule(PtychoPINN, L.LightningModule):

@@ -37,12 +37,8 @@ from ptycho_core.config import TrainingConfig
 from ptycho_core.contracts import GroupedData, ModelHandle, TrainResult
 from ptycho_core.errors import ConfigError, TrainingDivergedError
 from ptycho_core.schedule import PlateauSchedule
-from ptycho_torch.module import (
-    PtychoLightningModule,
-    config_to_dict,
-    grouped_tensors,
-    normalized_probe,
-)
+from ptycho_torch.module import PtychoLightningModule
+from ptycho_torch.pinn import config_to_dict, grouped_tensors, normalized_probe
 from ptycho_torch.progress import ProgressBar
 from ptycho_torch.runtime import atomic_torch_save, fit_threads, resolve_accelerator
 
@@ -227,7 +223,7 @@ class LazyGroupsDataset(Dataset):
 
     ``__getitems__`` (which the DataLoader calls with the sampler's indices of a whole batch)
     gathers the batch from the lazy source and returns the channels-first tensors that
-    :func:`~ptycho_torch.module.grouped_tensors` gives for in-memory data, so with the same
+    :func:`~ptycho_torch.pinn.grouped_tensors` gives for in-memory data, so with the same
     sampler the batches are the same; collate with :func:`batch_as_is`.
     """
 
