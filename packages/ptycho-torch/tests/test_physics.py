@@ -14,6 +14,7 @@ from ptycho_torch.physics import (
     extract,
     losses,
     merge,
+    merge_translated,
     translate,
 )
 
@@ -83,6 +84,26 @@ def test_merge_and_extract_match_reference(gridsize):
     _close(canvas[:, start:start + N, start:start + N].numpy(), ref_object)
     ours = _cl(extract(canvas, off_t, N))
     _close(ours, reference.extract_from_canvas(ref_canvas, offsets, N))
+
+
+@pytest.mark.parametrize(("gridsize", "N", "spread"), [(2, 64, 8.0), (3, 128, 30.0), (2, 64, 90.0)])
+def test_merge_splat_equals_translated_patches_with_gradients(gridsize, N, spread):
+    """The splat form of ``merge`` is the translation of the padded patches (the definition), values and
+    gradients, also when offsets push a window partly or wholly off the canvas (spread 90 on a 78 px canvas)."""
+    gen = torch.Generator().manual_seed(gridsize)
+    B, C = 4, gridsize * gridsize
+    patches = torch.randn(B, C, N, N, dtype=torch.complex64, generator=gen)
+    offsets = (torch.rand(B, C, 2, generator=gen) - 0.5) * spread
+    a, b = patches.clone().requires_grad_(True), patches.clone().requires_grad_(True)
+    fast, plain = merge(a, offsets, gridsize), merge_translated(b, offsets, gridsize)
+    assert fast.shape == plain.shape == (B, canvas_side(N, gridsize), canvas_side(N, gridsize))
+    assert float(plain.detach().abs().max()) > 0.5  # something was merged
+    torch.testing.assert_close(fast, plain, rtol=1e-6, atol=1e-6)
+    weights = torch.randn(fast.shape, dtype=torch.complex64, generator=gen)
+    (fast * weights).real.sum().backward()
+    (plain * weights).real.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-6)
+    assert float(b.grad.abs().max()) > 0
 
 
 @pytest.mark.parametrize(("gridsize", "object_big"), [(1, True), (2, True), (2, False)])
