@@ -12,6 +12,7 @@ from ptycho_torch.physics import (
     canvas_side,
     diffract_intensity,
     extract,
+    extract_translated,
     losses,
     merge,
     merge_translated,
@@ -98,6 +99,25 @@ def test_merge_splat_equals_translated_patches_with_gradients(gridsize, N, sprea
     fast, plain = merge(a, offsets, gridsize), merge_translated(b, offsets, gridsize)
     assert fast.shape == plain.shape == (B, canvas_side(N, gridsize), canvas_side(N, gridsize))
     assert float(plain.detach().abs().max()) > 0.5  # something was merged
+    torch.testing.assert_close(fast, plain, rtol=1e-6, atol=1e-6)
+    weights = torch.randn(fast.shape, dtype=torch.complex64, generator=gen)
+    (fast * weights).real.sum().backward()
+    (plain * weights).real.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-6)
+    assert float(b.grad.abs().max()) > 0
+
+
+@pytest.mark.parametrize(("gridsize", "N", "spread"), [(2, 64, 8.0), (3, 128, 30.0), (2, 64, 90.0)])
+def test_extract_two_taps_equals_translated_canvas_with_gradients(gridsize, N, spread):
+    """``extract`` gathers only the rows and columns the crop reads; values and gradients equal the crop of the
+    translated canvas (the definition), also when offsets move the crop partly or wholly off the canvas."""
+    gen = torch.Generator().manual_seed(10 + gridsize)
+    B, C, S = 3, gridsize * gridsize, canvas_side(N, gridsize)
+    canvas = torch.randn(B, S, S, dtype=torch.complex64, generator=gen)
+    offsets = (torch.rand(B, C, 2, generator=gen) - 0.5) * spread
+    a, b = canvas.clone().requires_grad_(True), canvas.clone().requires_grad_(True)
+    fast, plain = extract(a, offsets, N), extract_translated(b, offsets, N)
+    assert fast.shape == plain.shape == (B, C, N, N)
     torch.testing.assert_close(fast, plain, rtol=1e-6, atol=1e-6)
     weights = torch.randn(fast.shape, dtype=torch.complex64, generator=gen)
     (fast * weights).real.sum().backward()

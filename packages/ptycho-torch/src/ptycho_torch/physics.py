@@ -149,7 +149,39 @@ def centre_crop(canvas: torch.Tensor, N: int) -> torch.Tensor:
 
 
 def extract(canvas: torch.Tensor, offsets: torch.Tensor, N: int) -> torch.Tensor:
-    """Per-channel patches ``crop_N(translate(canvas, -dx_c, -dy_c))``: (B, S, S) -> (B, C, N, N)."""
+    """Per-channel patches ``crop_N(translate(canvas, -dx_c, -dy_c))``: (B, S, S) -> (B, C, N, N).
+
+    Only the ``N + 1`` rows and columns that the crop reads are gathered (two taps each), instead of
+    translating the whole ``S x S`` canvas and cropping it (:func:`extract_translated`, the definition);
+    same values and gradients.
+    """
+    S, C = canvas.shape[-1], offsets.shape[1]
+    start = (S - N) // 2
+    by, bx = torch.floor(offsets[..., 1]), torch.floor(offsets[..., 0])
+    stacked = canvas[:, None].expand(-1, C, -1, -1)
+    rows = _two_taps(stacked, (start + by).long(), offsets[..., 1] - by, N, dim=2)  # (B, C, N, S)
+    return _two_taps(rows, (start + bx).long(), offsets[..., 0] - bx, N, dim=3)
+
+
+def _two_taps(x: torch.Tensor, first: torch.Tensor, frac: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """``out[r] = (1 - frac) x[first + r] + frac x[first + r + 1]`` along ``dim`` (2: rows, 3: cols), ``r < n``.
+
+    ``first`` and ``frac`` are (B, C); indices outside ``x`` read zero (the zero fill of :func:`translate`).
+    """
+    length = x.shape[dim]
+    idx = first[..., None] + torch.arange(n + 1, device=x.device)  # (B, C, n + 1)
+    valid = ((idx >= 0) & (idx < length)).to(frac.dtype)
+    idx = idx.clamp(0, length - 1)
+    f = frac[..., None, None]
+    if dim == 2:
+        g = torch.gather(x, 2, idx[..., :, None].expand(-1, -1, -1, x.shape[3])) * valid[..., :, None]
+        return g[:, :, :n] * (1 - f) + g[:, :, 1:] * f
+    g = torch.gather(x, 3, idx[..., None, :].expand(-1, -1, x.shape[2], -1)) * valid[..., None, :]
+    return g[..., :n] * (1 - f) + g[..., 1:] * f
+
+
+def extract_translated(canvas: torch.Tensor, offsets: torch.Tensor, N: int) -> torch.Tensor:
+    """:func:`extract` written as the translation of the whole canvas, then the crop (the definition; slower)."""
     C = offsets.shape[1]
     stacked = canvas[:, None].expand(-1, C, -1, -1)
     return centre_crop(translate(stacked, -offsets[..., 0], -offsets[..., 1]), N)
