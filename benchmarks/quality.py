@@ -19,6 +19,8 @@ Each backend runs in its own subprocess, so the frameworks never share a process
 figures; asserts nothing. Examples::
 
     python benchmarks/quality.py --amortised             # shipped model vs fine-tuning vs scratch vs refinement
+    python benchmarks/ptychi_env.py                      # once: pty-chi's own venv, .venv-ptychi/ (about 6 GB)
+    python benchmarks/quality.py --amortised --ptychi-python .venv-ptychi/bin/python   # ... and vs pty-chi
 
     python benchmarks/quality.py                         # defaults: both backends, default epochs
     python benchmarks/quality.py --backend pytorch --nepochs 10
@@ -34,10 +36,15 @@ pretraining corpus), one subprocess per object: the shipped model ``pretrained:s
 only; the same fine-tuned for ``--finetune-epochs`` epochs (``workflow.train(init_from=...)``);
 each of those plus 5 and 20 refinement passes; training from scratch for the same number of epochs
 (same architecture and batch, so the same wall time per epoch; the measured train time is in the
-row); and refinement from a flat start (5 and 20 passes). The pty-chi ePIE / LSQML rows say they
-are skipped and why (:data:`PTYCHI_BLOCKED`: pty-chi cannot be installed beside the torch pin).
-It also times the shipped model's predict + stitch on a ``--big-scan``-position scan (issue 17's
-target: 784 patterns in under 5 s).
+row); refinement from a flat start (5 and 20 passes); and pty-chi ePIE and LSQML
+(``--ptychi-epochs`` epochs, default 100, fixed probe, flat start, same data). pty-chi needs its own
+venv (it imports torchvision, which cannot import beside the torch pin): make it with
+``python benchmarks/ptychi_env.py`` and pass ``--ptychi-python .venv-ptychi/bin/python`` (or set
+``PTYCHO_PTYCHI_PYTHON``); the worker writes the scan to an NPZ (:func:`write_ptychi_input`) and runs
+``benchmarks/ptychi_runner.py`` with that interpreter, once per method. Without it the pty-chi rows
+say they are skipped and how to enable them (:data:`PTYCHI_NOT_INSTALLED`). It also times the
+shipped model's predict + stitch on a ``--big-scan``-position scan (issue 17's target: 784
+patterns in under 5 s).
 """
 
 from __future__ import annotations
@@ -59,19 +66,37 @@ BACKENDS = ("pytorch", "tensorflow")
 SHIPPED = "pretrained:sim-n64-g2"
 #: Refinement passes of the ``--amortised`` rows.
 AMORTISED_PASSES = (5, 20)
+#: The pty-chi rows of ``--amortised``: row label and ``ptychi_runner.py --method``.
+PTYCHI_METHODS = (("ePIE", "epie"), ("LSQML", "lsqml"))
+#: Runs in pty-chi's own venv (benchmarks/ptychi_env.py), never in this process.
+PTYCHI_RUNNER = Path(__file__).resolve().parent / "ptychi_runner.py"
+#: Why the pty-chi rows are skipped when no ``--ptychi-python`` is given.
+PTYCHI_NOT_INSTALLED = ("pty-chi is not installed here; it needs its own venv (it imports torchvision, which cannot "
+                        "import beside the torch 2.13.0 CPU pin): make it with `python benchmarks/ptychi_env.py` and "
+                        "pass --ptychi-python .venv-ptychi/bin/python (or set PTYCHO_PTYCHI_PYTHON)")
 
 
-#: Why this script has no pty-chi runner (docs/benchmarks.md): pty-chi cannot be installed beside the torch pin.
-PTYCHI_BLOCKED = ("pty-chi 2.2.0 imports torchvision (ptychi/utils.py), and torchvision 0.28.0, the release for the "
-                  "pinned torch 2.13.0 CPU wheel, fails to import beside it ('operator torchvision::nms does not "
-                  "exist'); the torch/torchvision pair that imports is a newer CUDA build the pin excludes, so no "
-                  "runner was written (one could not be tested)")
+def write_ptychi_input(ds, path: Path) -> Path:
+    """What ``ptychi_runner.py`` needs of a scan, as DATA-001 keys: measured amplitudes (zero frequency at the
+    centre), scan centres in object pixels, the probe, and the object shape (not the object itself)."""
+    np.savez(path, diffraction=np.asarray(ds.diffraction, np.float32), xcoords=np.asarray(ds.xcoords, np.float64),
+             ycoords=np.asarray(ds.ycoords, np.float64), probeGuess=np.asarray(ds.probe, np.complex64),
+             object_shape=np.asarray(ds.object.shape, np.int64))
+    return path
 
 
-def ptychi_skipped(installed: bool) -> str:
-    """Why the pty-chi rows are empty (issue 17 item 6): :data:`PTYCHI_BLOCKED`."""
-    return ("pty-chi is installed, but this script has no runner for it: " if installed
-            else "pty-chi is not installed: ") + PTYCHI_BLOCKED
+def run_ptychi(python: str, scan: Path, method: str, epochs: int, seed: int, threads: int | None,
+               out: Path) -> tuple[np.ndarray, dict]:
+    """Run ``ptychi_runner.py`` with pty-chi's interpreter; returns the object on our grid and its report."""
+    result = out / f"ptychi-{method}.npz"
+    cmd = [python, str(PTYCHI_RUNNER), str(scan), str(result), "--method", method, "--epochs", str(epochs),
+           "--seed", str(seed)] + (["--threads", str(threads)] if threads else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("PTYCHI_RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"pty-chi {method} failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    with np.load(result, allow_pickle=False) as z:
+        return z["object"], json.loads(lines[-1][len("PTYCHI_RESULT "):])
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -261,6 +286,18 @@ def amortised_worker(args: argparse.Namespace) -> None:
             "n_positions": sim.n_positions, "train_s": nan, "infer_stitch_s": 0.0, "refine_s": res.seconds,
             "total_s": res.seconds, "deviance": nan, "misfit": nan, **_scores(m)}), flush=True)
 
+    # 5. pty-chi ePIE and LSQML in their own venv (refine = its epochs; wall s = its reconstruction alone)
+    if args.ptychi_python:
+        scan = write_ptychi_input(ds, out / "ptychi-input.npz")
+        for name, method in PTYCHI_METHODS:
+            obj, info = run_ptychi(args.ptychi_python, scan, method, args.ptychi_epochs, args.seed, args.threads, out)
+            m = evaluate_reconstruction(obj, ds.object, ds.positions)
+            print("RESULT " + json.dumps({
+                "object": label, "backend": "pty-chi", "output": f"pty-chi {name}", "refine": info["epochs"],
+                "epochs": 0, "n_positions": sim.n_positions, "train_s": nan, "infer_stitch_s": 0.0,
+                "refine_s": info["reconstruct_s"], "total_s": info["reconstruct_s"], "deviance": nan, "misfit": nan,
+                "ptychi": info, **_scores(m)}), flush=True)
+
 
 def big_scan_worker(args: argparse.Namespace) -> None:
     """Time the shipped model's predict + stitch (network only) on a scan of ``--n-positions`` positions."""
@@ -306,8 +343,6 @@ def amortised_table(rows: list[dict]) -> str:
 
 def amortised_main(args: argparse.Namespace) -> int:
     """Run ``--amortised``: one subprocess per held-out object, then the big-scan timing; print the table."""
-    import importlib.util
-
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if args.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
@@ -316,7 +351,11 @@ def amortised_main(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     rows: list[dict] = []
     loads: list[dict] = []  # the shipped model's load time (first import of the framework included), per object
-    ptychi = importlib.util.find_spec("ptychi") is not None
+    if args.ptychi_python:
+        if not Path(args.ptychi_python).is_file():
+            print(f"--ptychi-python {args.ptychi_python}: no such file; {PTYCHI_NOT_INSTALLED}", file=sys.stderr)
+            return 2
+        args.ptychi_python = str(Path(args.ptychi_python).absolute())  # not resolve(): the venv's python is a link
     labels = list(held_out())[: args.objects] if args.objects else list(held_out())
     big: dict | None = None
     with tempfile.TemporaryDirectory(prefix="ptycho-amortised-") as tmp:
@@ -325,7 +364,12 @@ def amortised_main(args: argparse.Namespace) -> int:
             cmd = [sys.executable, __file__, "--amortised-object", label, "--output-dir", str(base / f"object{i}"),
                    "--n-positions", str(args.n_positions), "--nphotons", str(args.nphotons), "--seed", str(args.seed),
                    "--finetune-epochs", str(args.finetune_epochs), "--batch-size", str(args.batch_size or 4)]
-            print(f"[{label}] shipped model, fine-tuning, scratch, refinement ...", flush=True)
+            if args.ptychi_python:
+                cmd += ["--ptychi-python", args.ptychi_python, "--ptychi-epochs", str(args.ptychi_epochs)]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            print(f"[{label}] shipped model, fine-tuning, scratch, refinement"
+                  f"{', pty-chi' if args.ptychi_python else ''} ...", flush=True)
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             new = [json.loads(ln[len("RESULT "):]) for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -335,8 +379,9 @@ def amortised_main(args: argparse.Namespace) -> int:
             print(f"[{label}] done in {time.perf_counter() - t0:.0f} s", flush=True)
             rows += new
             loads += [json.loads(ln[len("LOAD "):]) for ln in proc.stdout.splitlines() if ln.startswith("LOAD ")]
-            for method in ("ePIE", "LSQML"):
-                rows.append({"object": label, "output": f"pty-chi {method}", "skipped": ptychi_skipped(ptychi)})
+            if not args.ptychi_python:
+                rows += [{"object": label, "output": f"pty-chi {name}", "skipped": PTYCHI_NOT_INSTALLED}
+                         for name, _ in PTYCHI_METHODS]
             if args.json:
                 args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")  # partial results survive
         if args.big_scan:
@@ -355,7 +400,16 @@ def amortised_main(args: argparse.Namespace) -> int:
           f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}; backend pytorch; {args.n_positions} positions, "
           f"{args.nphotons:g} photons; fine-tuning and scratch {args.finetune_epochs} epochs, batch "
           f"{args.batch_size or 4}; shipped model {SHIPPED}")
-    print(f"pty-chi ePIE / LSQML rows skipped: {ptychi_skipped(ptychi)}")
+    runs = [r["ptychi"] for r in rows if "ptychi" in r]  # the runner's reports
+    if runs:
+        epie = next(run for run in runs if run["method"] == "epie")
+        setup = ", ".join(f"{run['total_s'] - run['reconstruct_s']:.1f}" for run in runs)
+        print(f"pty-chi rows: ptychi {epie['ptychi']}, torch {epie['torch']} ({args.ptychi_python}), "
+              f"{epie['threads']} torch thread(s); {epie['epochs']} epochs, batch {epie['batch_size']}, ePIE alpha "
+              f"{epie['epie_alpha']}; flat start, fixed probe, no position correction; refine passes = its epochs, "
+              f"refine s = wall s = its reconstruction alone (imports and setup not counted: {setup} s)")
+    else:
+        print(f"pty-chi ePIE / LSQML rows skipped: {PTYCHI_NOT_INSTALLED}")
     print(f"infer+stitch s: predict + stitch of the {args.n_positions}-position scan (the shipped model's: its "
           "first call in its process); "
           "loading the shipped model took " + ", ".join(f"{x['load_s']:.1f} s" for x in loads)
@@ -370,7 +424,8 @@ def amortised_main(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps({"started": started, "wall_s": wall, "load_start": load_start,
                                          "load_end": os.getloadavg(), "threads": env.get("OMP_NUM_THREADS"),
-                                         "pty_chi": ptychi, "shipped_load": loads, "rows": rows, "big_scan": big},
+                                         "ptychi_python": args.ptychi_python, "shipped_load": loads, "rows": rows,
+                                         "big_scan": big},
                                         indent=2) + "\n")
     return 0
 
@@ -421,7 +476,13 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--big-scan", type=int, default=784,
                    help="also time the shipped model's predict + stitch on a scan of this many positions "
                    "(default 784; 0 = skip)")
-    a.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the subprocesses (default: inherited)")
+    a.add_argument("--threads", type=int,
+                   help="OMP_NUM_THREADS of the subprocesses, and pty-chi's torch threads (default: inherited)")
+    a.add_argument("--ptychi-python", default=os.environ.get("PTYCHO_PTYCHI_PYTHON") or None,
+                   help="python of pty-chi's own venv (made by `python benchmarks/ptychi_env.py`: "
+                   ".venv-ptychi/bin/python) for the pty-chi ePIE / LSQML rows (default: $PTYCHO_PTYCHI_PYTHON; "
+                   "unset: those rows are skipped)")
+    a.add_argument("--ptychi-epochs", type=int, default=100, help="pty-chi epochs (default 100)")
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     p.add_argument("--amortised-object", help=argparse.SUPPRESS)
     p.add_argument("--big-scan-worker", action="store_true", help=argparse.SUPPRESS)
