@@ -39,6 +39,7 @@ def _no_backend_env(monkeypatch):
         (TrainingConfig, "batch_size", 0, "an integer >= 1"),
         (TrainingConfig, "nepochs", 1.5, "an integer >= 1"),
         (TrainingConfig, "early_stop_patience", -1, "an integer >= 0"),
+        (TrainingConfig, "max_train_seconds", 0, "a finite number > 0.0"),
         (TrainingConfig, "learning_rate", 0, "a finite number > 0.0"),
         (TrainingConfig, "nll_weight", -1.0, "a finite number >= 0.0"),
         (TrainingConfig, "mae_weight", False, "a finite number >= 0.0"),
@@ -82,7 +83,8 @@ def test_validator_message_names_class_field_value_and_allowed(cls, field, value
 def test_every_validated_field_is_covered():
     covered = {
         "N", "gridsize", "n_filters_scale", "amp_activation", "object_big", "probe_big", "probe_mask", "pad_object",
-        "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "early_stop_patience", "learning_rate",
+        "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "early_stop_patience", "max_train_seconds",
+        "learning_rate",
         "nll_weight", "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
         "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
         "strategy", "num_nodes", "checkpoint_every", "compile", "stitch_crop", "flip_x", "flip_y", "transpose",

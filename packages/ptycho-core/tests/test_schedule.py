@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -36,6 +37,42 @@ def test_early_stop_counts_epochs_without_improvement_across_rate_changes():
     stops = [schedule.step(loss) and schedule.stop for loss in LOSSES]
     # epochs 7.. do not improve on 7.0 (epoch 6): the fifth of them is epoch 11
     assert stops.index(True) == 10
+
+
+def test_time_budget_stops_after_the_first_epoch_that_ends_past_it():
+    now = [100.0]
+    schedule = PlateauSchedule(lr=1e-3, stop_patience=0, max_seconds=30.0, clock=lambda: now[0])
+    stops = []
+    for loss in (10.0, 9.0, 8.0, 7.0):  # improving: only the budget can stop it
+        now[0] += 12.0  # an epoch of 12 s
+        schedule.step(loss)
+        stops.append(schedule.stop)
+    assert stops == [False, False, True, True]  # 24 s < 30 s after two epochs, 36 s after three
+    assert schedule.stop_reason == "time budget"
+    assert "time budget of 30 s reached (48 s" in schedule.stop_message(3)
+    patience = PlateauSchedule(lr=1e-3, stop_patience=1, max_seconds=1e9)
+    patience.step(5.0)
+    patience.step(6.0)
+    assert patience.stop and patience.stop_reason == "no improvement"
+    assert patience.stop_message(2) == "early stop after epoch 2: no lower loss for 1 epochs"
+    never = PlateauSchedule(lr=1e-3)
+    assert not any(never.step(x) and never.stop for x in LOSSES) and never.stop_reason is None
+
+
+def test_time_budget_of_a_resumed_schedule_counts_from_now():
+    now = [0.0]
+    resumed = PlateauSchedule.from_state({"lr": 5e-4, "best": 3.0, "wait": 0, "stale": 0}, lr=1e-3,
+                                         max_seconds=10.0)
+    assert resumed.max_seconds == 10.0 and resumed.lr == 5e-4 and resumed.best == 3.0
+    assert 0.0 <= time.monotonic() - resumed.started < 5.0  # its clock starts at the restart, not in the state
+    assert "started" not in resumed.state()
+    clocked = PlateauSchedule(lr=1e-3, max_seconds=10.0, clock=lambda: now[0])
+    now[0] = 9.0
+    clocked.step(1.0)
+    assert not clocked.stop
+    now[0] = 10.0
+    clocked.step(0.5)
+    assert clocked.stop
 
 
 def test_state_round_trip_continues_the_same_schedule():

@@ -217,6 +217,14 @@ def test_plateau_callback_halves_the_optimiser_rate_like_the_core_schedule(tmp_p
     assert stopped == 11 == callback.stopped_epoch
 
 
+def test_time_budget_stops_after_the_first_epoch_past_it(tmp_path, grouped64, caplog):
+    cfg = attrs.evolve(tiny_config(tmp_path), nepochs=5, max_train_seconds=1e-6)
+    with caplog.at_level("INFO", logger="ptycho_tf.train"):
+        result = train_model(io.build_handle(cfg.model, cfg), grouped64, cfg, verbose=0)
+    assert result.epochs == 1 and len(result.history["loss"]) == 1
+    assert "time budget of 1e-06 s reached" in caplog.text
+
+
 def test_early_stop_ends_training_on_a_plateau(tmp_path, grouped64):
     # a rate this small leaves the weights (and so the epoch's mean loss) unchanged: a plateau from epoch 2
     cfg = attrs.evolve(tiny_config(tmp_path), nepochs=6, learning_rate=1e-12, early_stop_patience=1,

@@ -218,6 +218,14 @@ def test_plateau_callback_halves_the_optimiser_rate_like_the_core_schedule(tmp_p
     assert callback.state_dict()["schedule"]["lr"] == pytest.approx(1e-4)
 
 
+def test_time_budget_stops_after_the_first_epoch_past_it(tmp_path, grouped64, caplog):
+    config = tiny_training_config(tmp_path, nepochs=5, max_train_seconds=1e-6)
+    with caplog.at_level("INFO", logger="ptycho_torch.train"):
+        result = _train(grouped64, config)
+    assert result.epochs == 1 and len(result.history["loss"]) == 1
+    assert "time budget of 1e-06 s reached" in caplog.text
+
+
 def test_early_stop_ends_training_on_a_plateau(tmp_path, grouped64):
     # a rate this small leaves the weights (and so the epoch's mean loss) unchanged: a plateau from epoch 2
     config = tiny_training_config(tmp_path, nepochs=6, learning_rate=1e-12, early_stop_patience=1,

@@ -238,6 +238,10 @@ class TrainingConfig:
     """Number of training epochs (in total, also when resuming); the most, with early_stop_patience."""
     early_stop_patience: int = attrs.field(default=0, validator=_int_at_least(0))
     """Stop after this many epochs in a row without a lower loss (Poisson deviance); 0 = run all nepochs."""
+    max_train_seconds: float | None = attrs.field(
+        default=None, converter=_optional_float, validator=_optional(_number(0.0, strict=True)))
+    """Training time budget: stop after the first epoch that ends this many seconds or more after training started
+    (a resumed run counts from its restart); None (default) = no limit."""
     learning_rate: float = attrs.field(default=1e-3, converter=_to_float, validator=_number(0.0, strict=True))
     """Adam learning rate (halved after 2 epochs without a lower loss, floor 1e-4; ptycho_core.schedule)."""
     nll_weight: float = attrs.field(default=1.0, converter=_to_float, validator=_number(0.0, strict=False))

@@ -111,7 +111,8 @@ class PlateauCallback(keras.callbacks.Callback):
 
     def __init__(self, config: TrainingConfig, state: dict | None = None) -> None:
         super().__init__()
-        self.schedule = PlateauSchedule.from_state(state, config.learning_rate, config.early_stop_patience)
+        self.schedule = PlateauSchedule.from_state(state, config.learning_rate, config.early_stop_patience,
+                                                   config.max_train_seconds)
         self.stopped_epoch: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

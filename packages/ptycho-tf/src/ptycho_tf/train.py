@@ -218,8 +218,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
     if guard.diverged is not None:
         raise _diverged_error(guard.diverged, checkpoint, start_epoch)
     if plateau.stopped_epoch is not None:
-        log.info("early stop after epoch %d: no lower loss for %d epochs", plateau.stopped_epoch,
-                 config.early_stop_patience)
+        log.info("%s", plateau.schedule.stop_message(plateau.stopped_epoch))
     epochs_run = history.epochs_run
     run_seconds = history.history["epoch_s"][-epochs_run:] if epochs_run else []
     fit_s = t_end - t_fit

@@ -106,7 +106,8 @@ class PlateauCallback(Callback):
     """
 
     def __init__(self, config: TrainingConfig) -> None:
-        self.schedule = PlateauSchedule.from_state(None, config.learning_rate, config.early_stop_patience)
+        self.schedule = PlateauSchedule.from_state(None, config.learning_rate, config.early_stop_patience,
+                                                   config.max_train_seconds)
         self.stopped_epoch: int | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -121,8 +122,10 @@ class PlateauCallback(Callback):
         return {"schedule": self.schedule.state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        started = self.schedule.started  # the time budget counts from this run's start
         self.schedule = PlateauSchedule.from_state(state_dict.get("schedule"), self.schedule.lr,
-                                                   self.schedule.stop_patience)
+                                                   self.schedule.stop_patience, self.schedule.max_seconds)
+        self.schedule.started = started
 
 
 def continue_csv_log(path: Path, start_epoch: int, history: dict[str, list[float]]) -> None:
@@ -312,8 +315,7 @@ def train_model(model: ModelHandle, data: GroupedData, config: TrainingConfig, r
         trainer.fit(module, loader, ckpt_path=None if resume_from is None else str(resume_from), weights_only=True)
     t_end = time.perf_counter()
     if schedule.stopped_epoch is not None:
-        log.info("early stop after epoch %d: no lower loss for %d epochs", schedule.stopped_epoch,
-                 config.early_stop_patience)
+        log.info("%s", schedule.schedule.stop_message(schedule.stopped_epoch))
     module = module.cpu().eval()
     module.set_compiled(False)  # inference and later training runs start from the plain network
     module.trainer = None  # detach: the returned model must not keep the Trainer and its data alive

@@ -340,6 +340,11 @@ DEMO_MODEL = "pretrained:sim-n64-g2"
 #: as many as the from-scratch demo trains, so the two are comparable (docs/amortised.md: on an idle 2-core
 #: machine 60 fine-tuning epochs took 146 s and the whole demo 2 min 39 s).
 DEMO_FINETUNE_EPOCHS = DEMO_NEPOCHS
+#: Training time budget of ``ptycho demo`` in seconds (``TrainingConfig.max_train_seconds``) unless a flag or --config
+#: says otherwise: on a slow or shared machine the demo stops training after the first epoch past it, so the whole
+#: job stays under 5 minutes on 2 cores (on 2026-12-04 these cores ran 60 fine-tuning epochs in 352 s, the demo in
+#: 6 min 9 s; the rest of the demo, simulation, shipped-model pass, refinement and plots, took 17 s).
+DEMO_MAX_TRAIN_SECONDS = 210.0
 #: File of ``ptycho demo``'s output directory with the shipped model's own metrics (network only, before fine-tuning).
 DEMO_PRETRAINED_METRICS = "pretrained_metrics.json"
 
@@ -376,6 +381,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         args.nepochs = DEMO_NEPOCHS if from_scratch else DEMO_FINETUNE_EPOCHS
     if args.config is None and not hasattr(args, "early_stop_patience"):
         args.early_stop_patience = DEMO_EARLY_STOP_PATIENCE
+    if args.config is None and not hasattr(args, "max_train_seconds"):
+        args.max_train_seconds = DEMO_MAX_TRAIN_SECONDS
     apply_cpu_preset(args)
     cfg = _config_from_args(args, TrainingConfig)
     if not from_scratch:
@@ -508,7 +515,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        f"shipped model was trained on), reconstruct it in one pass with the shipped model {DEMO_MODEL} "
                        "(network only), then `ptycho run --init-from` it: fine-tune "
                        f"up to {DEMO_FINETUNE_EPOCHS} epochs from the shipped weights (early stop after "
-                       f"{DEMO_EARLY_STOP_PATIENCE} without improvement) and refine; each step's metrics and time are "
+                       f"{DEMO_EARLY_STOP_PATIENCE} without improvement, or after the first epoch past "
+                       f"{DEMO_MAX_TRAIN_SECONDS:g} s of training) and refine; each step's metrics and time are "
                        f"printed. --from-scratch trains a new model instead (up to {DEMO_NEPOCHS} epochs). Uses "
                        + ", ".join(f"{k} {v}" for k, v in CPU_PRESET.items())
                        + " unless flags or --config say otherwise.")
