@@ -87,6 +87,21 @@ def test_merge_and_extract_match_reference(gridsize):
     _close(ours, reference.extract_from_canvas(ref_canvas, offsets, N))
 
 
+def _same_values_and_gradients(fast_fn, plain_fn, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Apply both forms to copies of ``x``; assert equal outputs and equal gradients of a random linear
+    functional of them (non-zero); return the output."""
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    fast, plain = fast_fn(a), plain_fn(b)
+    assert fast.shape == plain.shape
+    torch.testing.assert_close(fast, plain, rtol=1e-6, atol=1e-6)
+    weights = torch.randn(fast.shape, dtype=torch.complex64, generator=gen)
+    (fast * weights).real.sum().backward()
+    (plain * weights).real.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-6)
+    assert float(b.grad.abs().max()) > 0
+    return plain.detach()
+
+
 @pytest.mark.parametrize(("gridsize", "N", "spread"), [(2, 64, 8.0), (3, 128, 30.0), (2, 64, 90.0)])
 def test_merge_splat_equals_translated_patches_with_gradients(gridsize, N, spread):
     """The splat form of ``merge`` is the translation of the padded patches (the definition), values and
@@ -95,16 +110,10 @@ def test_merge_splat_equals_translated_patches_with_gradients(gridsize, N, sprea
     B, C = 4, gridsize * gridsize
     patches = torch.randn(B, C, N, N, dtype=torch.complex64, generator=gen)
     offsets = (torch.rand(B, C, 2, generator=gen) - 0.5) * spread
-    a, b = patches.clone().requires_grad_(True), patches.clone().requires_grad_(True)
-    fast, plain = merge(a, offsets, gridsize), merge_translated(b, offsets, gridsize)
-    assert fast.shape == plain.shape == (B, canvas_side(N, gridsize), canvas_side(N, gridsize))
-    assert float(plain.detach().abs().max()) > 0.5  # something was merged
-    torch.testing.assert_close(fast, plain, rtol=1e-6, atol=1e-6)
-    weights = torch.randn(fast.shape, dtype=torch.complex64, generator=gen)
-    (fast * weights).real.sum().backward()
-    (plain * weights).real.sum().backward()
-    torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-6)
-    assert float(b.grad.abs().max()) > 0
+    out = _same_values_and_gradients(lambda p: merge(p, offsets, gridsize),
+                                     lambda p: merge_translated(p, offsets, gridsize), patches, gen)
+    assert out.shape == (B, canvas_side(N, gridsize), canvas_side(N, gridsize))
+    assert float(out.abs().max()) > 0.5  # something was merged
 
 
 @pytest.mark.parametrize(("gridsize", "N", "spread"), [(2, 64, 8.0), (3, 128, 30.0), (2, 64, 90.0)])
@@ -115,15 +124,9 @@ def test_extract_two_taps_equals_translated_canvas_with_gradients(gridsize, N, s
     B, C, S = 3, gridsize * gridsize, canvas_side(N, gridsize)
     canvas = torch.randn(B, S, S, dtype=torch.complex64, generator=gen)
     offsets = (torch.rand(B, C, 2, generator=gen) - 0.5) * spread
-    a, b = canvas.clone().requires_grad_(True), canvas.clone().requires_grad_(True)
-    fast, plain = extract(a, offsets, N), extract_translated(b, offsets, N)
-    assert fast.shape == plain.shape == (B, C, N, N)
-    torch.testing.assert_close(fast, plain, rtol=1e-6, atol=1e-6)
-    weights = torch.randn(fast.shape, dtype=torch.complex64, generator=gen)
-    (fast * weights).real.sum().backward()
-    (plain * weights).real.sum().backward()
-    torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-6)
-    assert float(b.grad.abs().max()) > 0
+    out = _same_values_and_gradients(lambda c: extract(c, offsets, N), lambda c: extract_translated(c, offsets, N),
+                                     canvas, gen)
+    assert out.shape == (B, C, N, N)
 
 
 @pytest.mark.parametrize(("gridsize", "object_big"), [(1, True), (2, True), (2, False)])
