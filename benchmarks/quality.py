@@ -34,7 +34,7 @@ epochs (40; the demo trains 30); ``--no-preset`` uses the plain config defaults 
 ``benchmarks/make_pretrained.py`` (``HELD_OUT``: camera / coins, lines, grf; none of them in the
 pretraining corpus), one subprocess per object: the shipped model ``pretrained:sim-n64-g2`` network
 only; the same fine-tuned for ``--finetune-epochs`` epochs (``workflow.train(init_from=...)``);
-each of those plus 5 and 20 refinement passes; training from scratch for the same number of epochs
+each of those plus 5 and 20 refinement passes (``--amortised-passes``); training from scratch for the same number of epochs
 (same architecture and batch, so the same wall time per epoch; the measured train time is in the
 row); refinement from a flat start (5 and 20 passes); and pty-chi ePIE and LSQML
 (``--ptychi-epochs`` epochs, default 100, fixed probe, flat start, same data). pty-chi needs its own
@@ -64,7 +64,7 @@ import numpy as np
 BACKENDS = ("pytorch", "tensorflow")
 #: The shipped model of ``--amortised``.
 SHIPPED = "pretrained:sim-n64-g2"
-#: Refinement passes of the ``--amortised`` rows.
+#: Refinement passes of the ``--amortised`` rows (``--amortised-passes``).
 AMORTISED_PASSES = (5, 20)
 #: The pty-chi rows of ``--amortised``: row label and ``ptychi_runner.py --method``.
 PTYCHI_METHODS = (("ePIE", "epie"), ("LSQML", "lsqml"))
@@ -250,7 +250,7 @@ def amortised_worker(args: argparse.Namespace) -> None:
         rec = workflow.infer(icfg, model=model, dataset=ds, write=False)
         infer_s = time.perf_counter() - t0
         emit(output, rec, 0, train_s, epochs, infer_s, fit)
-        for passes in AMORTISED_PASSES:
+        for passes in args.amortised_passes:
             emit(output, workflow.refine(rec, ds, attrs.evolve(icfg, refine_iterations=passes)), passes, train_s,
                  epochs, infer_s, fit)
 
@@ -277,7 +277,7 @@ def amortised_worker(args: argparse.Namespace) -> None:
     # 4. refinement from a flat start (no network)
     from ptycho.refine import refine_object
 
-    for passes in AMORTISED_PASSES:
+    for passes in args.amortised_passes:
         res = refine_object(np.ones(ds.object.shape, np.complex64), (0, 0), ds.diffraction, ds.positions, ds.probe,
                             passes, seed=args.seed, progress=False)
         m = evaluate_reconstruction(res.object, ds.object, ds.positions)
@@ -364,6 +364,7 @@ def amortised_main(args: argparse.Namespace) -> int:
             cmd = [sys.executable, __file__, "--amortised-object", label, "--output-dir", str(base / f"object{i}"),
                    "--n-positions", str(args.n_positions), "--nphotons", str(args.nphotons), "--seed", str(args.seed),
                    "--finetune-epochs", str(args.finetune_epochs), "--batch-size", str(args.batch_size or 4)]
+            cmd += ["--amortised-passes", *map(str, args.amortised_passes)]
             if args.ptychi_python:
                 cmd += ["--ptychi-python", args.ptychi_python, "--ptychi-epochs", str(args.ptychi_epochs)]
             if args.threads:
@@ -483,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                    ".venv-ptychi/bin/python) for the pty-chi ePIE / LSQML rows (default: $PTYCHO_PTYCHI_PYTHON; "
                    "unset: those rows are skipped)")
     a.add_argument("--ptychi-epochs", type=int, default=100, help="pty-chi epochs (default 100)")
+    a.add_argument("--amortised-passes", type=int, nargs="+", default=list(AMORTISED_PASSES),
+                   help="refinement passes of the refined rows (default: %(default)s)")
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     p.add_argument("--amortised-object", help=argparse.SUPPRESS)
     p.add_argument("--big-scan-worker", action="store_true", help=argparse.SUPPRESS)

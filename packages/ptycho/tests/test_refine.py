@@ -49,6 +49,24 @@ def test_splat_sum_is_the_adjoint_of_extract_patches():
     np.testing.assert_allclose(stitched, splat / (coverage + reference.COVERAGE_EPS), rtol=1e-5, atol=1e-5)
 
 
+def test_weighted_splat_is_two_splats_in_one_pass():
+    """splat_sum_weighted = splat_sum of the patches and of the weight at every position, also off the canvas."""
+    from ptycho_core.reference_stitch import splat_sum_weighted
+
+    rng = np.random.default_rng(4)
+    pos = np.concatenate([rng.uniform(5, 45, (9, 2)), [[-6.3, 20.0], [58.7, 49.5]]])  # two partly off a 50 x 60
+    patches = rng.standard_normal((11, 16, 16)) + 1j * rng.standard_normal((11, 16, 16))
+    weight = rng.uniform(0, 2, (16, 16))
+    total, weights = splat_sum_weighted(patches, weight, pos, (50, 60), (0, 0))
+    expected, _ = reference.splat_sum(patches, pos, (50, 60), (0, 0))
+    expected_w, _ = reference.splat_sum(np.broadcast_to(weight, patches.shape), pos, (50, 60), (0, 0))
+    np.testing.assert_allclose(total, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(weights, expected_w.real, rtol=1e-12, atol=1e-12)
+    assert weights.dtype == np.float64 and weights.max() > 0
+    with pytest.raises(DataError, match="weight: expected a real array of the patch shape"):
+        splat_sum_weighted(patches, weight[:8], pos, (50, 60), (0, 0))
+
+
 def test_refinement_recovers_the_object_from_a_poor_guess():
     obj, pos, probe, diffraction = _scan()
     box = (slice(24, 57), slice(24, 57))  # the scanned region

@@ -191,29 +191,69 @@ def splat_sum(patches, positions, canvas_shape, origin) -> tuple[np.ndarray, np.
     return _splat_sums(crops, rows0, cols0, H, W)
 
 
-def _splat_sums(crops: np.ndarray, rows0: np.ndarray, cols0: np.ndarray, H: int,
-                W: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of the bilinear splats of ``crops`` (P, M, M) at canvas rows/cols ``rows0``/``cols0`` of pixel 0."""
+def splat_sum_weighted(patches, weight, positions, canvas_shape, origin) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`splat_sum` of complex ``patches`` (P, N, N) and, in the same pass, of one real ``weight`` (N, N)
+    placed at every position: ``(total, weights)``, complex128 and float64 (H, W).
+
+    ``weights`` equals ``splat_sum`` of ``weight`` repeated P times (real part), e.g. the probe intensity under
+    an ePIE update; the coverage of :func:`splat_sum` is not computed.
+    """
+    a = _check_image(patches, "patches", min_ndim=3, max_ndim=3)
+    w = _check_image(weight, "weight", min_ndim=2, max_ndim=2)
+    if w.shape != a.shape[1:] or np.iscomplexobj(w):
+        raise DataError(f"weight: expected a real array of the patch shape {a.shape[1:]}, got {w.dtype} {w.shape}")
+    crops, rows0, cols0, H, W = _prepare(a, positions, a.shape[-1], canvas_shape, origin)
+    return _splat_sums(crops, rows0, cols0, H, W, weight=w.astype(np.float64))
+
+
+def _splat_chunks(rows0: np.ndarray, cols0: np.ndarray, M: int, H: int, W: int):
+    """Chunks of crops (side ``M``) to splat: ``(slice, fr, fc, idx, inside)`` with the fractional shifts, the
+    flat canvas index of every (M+1, M+1) block pixel and the mask of those on the canvas (None: all are)."""
     base_r, base_c = np.floor(rows0), np.floor(cols0)
     fr, fc = rows0 - base_r, cols0 - base_c
     base_r, base_c = base_r.astype(np.int64), base_c.astype(np.int64)
-    re, im, cov = (np.zeros(H * W) for _ in range(3))
-    chunk = max(1, _CHUNK_PIXELS // (crops.shape[-1] + 1) ** 2)
-    for s in range(0, crops.shape[0], chunk):
+    chunk = max(1, _CHUNK_PIXELS // (M + 1) ** 2)
+    for s in range(0, len(rows0), chunk):
         sl = slice(s, s + chunk)
-        block, weight = _splat_blocks(crops[sl], fr[sl], fc[sl])
-        rows = base_r[sl, None] + np.arange(block.shape[1])  # (p, M+1) canvas rows of the block
-        cols = base_c[sl, None] + np.arange(block.shape[2])
+        rows = base_r[sl, None] + np.arange(M + 1)  # (p, M+1) canvas rows of the block
+        cols = base_c[sl, None] + np.arange(M + 1)
         idx = rows[:, :, None] * W + cols[:, None, :]
         inside_r, inside_c = (rows >= 0) & (rows < H), (cols >= 0) & (cols < W)
-        if not (inside_r.all() and inside_c.all()):  # drop what falls off the canvas
-            inside = inside_r[:, :, None] & inside_c[:, None, :]
-            idx, block, weight = idx[inside], block[inside], weight[inside]
+        inside = None if inside_r.all() and inside_c.all() else inside_r[:, :, None] & inside_c[:, None, :]
+        yield sl, fr[sl], fc[sl], idx, inside  # what falls off the canvas is dropped by the caller
+
+
+def _splat_sums(crops: np.ndarray, rows0: np.ndarray, cols0: np.ndarray, H: int, W: int,
+                weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the bilinear splats of ``crops`` (P, M, M) at canvas rows/cols ``rows0``/``cols0`` of pixel 0, and
+    the coverage (the splat of ones), or with ``weight`` (M, M) the splat of that real crop at every position."""
+    re, im, third = (np.zeros(H * W) for _ in range(3))
+    for sl, fr, fc, idx, inside in _splat_chunks(rows0, cols0, crops.shape[-1], H, W):
+        if weight is None:
+            block, other = _splat_blocks(crops[sl], fr, fc)
+        else:
+            block, other = _spread(crops[sl], fr, fc), _spread(np.broadcast_to(weight, crops[sl].shape), fr, fc)
+        if inside is not None:
+            idx, block, other = idx[inside], block[inside], other[inside]
         idx = idx.ravel()
         re += np.bincount(idx, weights=block.real.ravel(), minlength=H * W)
         im += np.bincount(idx, weights=block.imag.ravel(), minlength=H * W)
-        cov += np.bincount(idx, weights=weight.ravel(), minlength=H * W)
-    return (re + 1j * im).reshape(H, W), cov.reshape(H, W)
+        third += np.bincount(idx, weights=other.ravel(), minlength=H * W)
+    return (re + 1j * im).reshape(H, W), third.reshape(H, W)
+
+
+def _spread(crops: np.ndarray, fr: np.ndarray, fc: np.ndarray) -> np.ndarray:
+    """Bilinear splat of each (M, M) crop onto its own (M+1, M+1) block (the block of :func:`_splat_blocks`)."""
+    P, M, _ = crops.shape
+    wc0, wc1 = (1.0 - fc)[:, None, None], fc[:, None, None]
+    wr0, wr1 = (1.0 - fr)[:, None, None], fr[:, None, None]
+    cols = np.zeros((P, M, M + 1), dtype=crops.dtype)
+    cols[:, :, :M] = crops * wc0
+    cols[:, :, 1:] += crops * wc1
+    block = np.zeros((P, M + 1, M + 1), dtype=crops.dtype)
+    block[:, :M] = cols * wr0
+    block[:, 1:] += cols * wr1
+    return block
 
 
 def _splat_blocks(crops: np.ndarray, fr: np.ndarray, fc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,14 +264,9 @@ def _splat_blocks(crops: np.ndarray, fr: np.ndarray, fc: np.ndarray) -> tuple[np
     gathered per patch (the splat is separable, so columns first, then rows).
     """
     P, M, _ = crops.shape
+    block = _spread(crops, fr, fc)
     wc0, wc1 = (1.0 - fc)[:, None, None], fc[:, None, None]
     wr0, wr1 = (1.0 - fr)[:, None, None], fr[:, None, None]
-    cols = np.zeros((P, M, M + 1), dtype=crops.dtype)
-    cols[:, :, :M] = crops * wc0
-    cols[:, :, 1:] += crops * wc1
-    block = np.zeros((P, M + 1, M + 1), dtype=crops.dtype)
-    block[:, :M] = cols * wr0
-    block[:, 1:] += cols * wr1
     ones = np.zeros((2, P, M + 1))
     for prof, w0, w1 in ((ones[0], wr0[:, :, 0], wr1[:, :, 0]), (ones[1], wc0[:, :, 0], wc1[:, :, 0])):
         prof[:, :M] = w0

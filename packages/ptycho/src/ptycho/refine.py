@@ -37,7 +37,7 @@ import numpy as np
 from ptycho_core.errors import ConfigError, DataError
 from ptycho_core.reference_physics import _far_field
 from ptycho_core.reference_sampling import extract_patches
-from ptycho_core.reference_stitch import canvas_geometry, splat_sum
+from ptycho_core.reference_stitch import canvas_geometry, splat_sum_weighted
 
 __all__ = ["RefineResult", "refine_object"]
 
@@ -182,9 +182,9 @@ def refine_object(initial: Any, origin: Any, diffraction: Any, positions: Any, p
             mag = np.abs(far)
             err += float(np.sum((mag - A) ** 2))
             dpsi = _near_field(A * far / np.maximum(mag, 1e-30)) - psi
-            update, _ = splat_sum(conj_probe * dpsi, local[idx], work.shape, (0, 0))
-            weight, _ = splat_sum(np.broadcast_to(probe_power, dpsi.shape), local[idx], work.shape, (0, 0))
-            work += step * update / (weight.real + REGULARISATION * float(weight.real.max()))
+            # the update and the probe intensity under it, splatted in one pass
+            update, weight = splat_sum_weighted(conj_probe * dpsi, probe_power, local[idx], work.shape, (0, 0))
+            work += step * update / (weight + REGULARISATION * float(weight.max()))
         misfit.append(err / max(measured, 1e-300))  # a pass visits every position once
     out = work[r0:r0 + obj0.shape[0], c0:c0 + obj0.shape[1]].astype(np.complex64)
     return RefineResult(object=out, misfit=misfit, scale=float(scale), seconds=time.perf_counter() - start)
