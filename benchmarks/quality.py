@@ -34,9 +34,9 @@ epochs (40; the demo trains 30); ``--no-preset`` uses the plain config defaults 
 ``benchmarks/make_pretrained.py`` (``HELD_OUT``: camera / coins, lines, grf; none of them in the
 pretraining corpus), one subprocess per object: the shipped model ``pretrained:sim-n64-g2`` network
 only; the same fine-tuned for ``--finetune-epochs`` epochs (``workflow.train(init_from=...)``);
-each of those plus 5 and 20 refinement passes (``--amortised-passes``); training from scratch for the same number of epochs
-(same architecture and batch, so the same wall time per epoch; the measured train time is in the
-row); refinement from a flat start (5 and 20 passes); and pty-chi ePIE and LSQML
+each of those plus 5 and 20 refinement passes (``--amortised-passes``); training from scratch for
+the same number of epochs (same architecture and batch, so the same wall time per epoch; the
+measured train time is in the row); refinement from a flat start (5 and 20 passes); and pty-chi ePIE and LSQML
 (``--ptychi-epochs`` epochs, default 100, fixed probe, flat start, same data). pty-chi needs its own
 venv (it imports torchvision, which cannot import beside the torch pin): make it with
 ``python benchmarks/ptychi_env.py`` and pass ``--ptychi-python .venv-ptychi/bin/python`` (or set
