@@ -30,7 +30,8 @@ By default it trains with the CPU preset of ``ptycho demo`` (``ptycho.cli_workfl
 gridsize 2, n_filters_scale 1, batch 4, 20 refinement passes) and the default TrainingConfig
 epochs (40; the demo trains 30); ``--no-preset`` uses the plain config defaults (no refinement).
 
-``--amortised`` (issue 17 item 6; PyTorch backend only) compares, on the held-out objects of
+``--amortised`` (issue 17 item 6; PyTorch, and TensorFlow too with ``--amortised-backend pytorch tensorflow``)
+compares, on the held-out objects of
 ``benchmarks/make_pretrained.py`` (``HELD_OUT``: camera / coins, lines, grf; none of them in the
 pretraining corpus), one subprocess per object: the shipped model ``pretrained:sim-n64-g2`` network
 only; the same fine-tuned for ``--finetune-epochs`` epochs (``workflow.train(init_from=...)``);
@@ -44,7 +45,9 @@ venv (it imports torchvision, which cannot import beside the torch pin): make it
 ``benchmarks/ptychi_runner.py`` with that interpreter, once per method. Without it the pty-chi rows
 say they are skipped and how to enable them (:data:`PTYCHI_NOT_INSTALLED`). It also times the
 shipped model's predict + stitch on a ``--big-scan``-position scan (issue 17's target: 784
-patterns in under 5 s).
+patterns in under 5 s). With several ``--amortised-backend``, the model rows (shipped, fine-tuned, scratch, each
+refined) and the big-scan timing are run once per backend, each backend in its own subprocess; the rows that use no
+network (flat start, pty-chi) once.
 """
 
 from __future__ import annotations
@@ -229,7 +232,7 @@ def amortised_worker(args: argparse.Namespace) -> None:
     from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
     label = args.amortised_object
-    backend = "pytorch"
+    backend = args.object_backend
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     sim = SimulationConfig(**{**held_out()[label], "n_positions": args.n_positions, "nphotons": args.nphotons})
@@ -274,6 +277,8 @@ def amortised_worker(args: argparse.Namespace) -> None:
         fit = workflow.training_summary({k: [float(v) for v in vals] for k, vals in result.history.items()})
         network_and_refined(output, result.model, icfg, result.timings["train_s"], result.epochs, fit)
 
+    if args.no_shared_rows:  # the rows below use no network: the first backend's worker runs them
+        return
     # 4. refinement from a flat start (no network)
     from ptycho.refine import refine_object
 
@@ -310,9 +315,9 @@ def big_scan_worker(args: argparse.Namespace) -> None:
     sim = SimulationConfig(**{**held_out()[label], "n_positions": args.n_positions, "nphotons": args.nphotons})
     ds = simulate_dataset(sim, progress=False)
     t0 = time.perf_counter()
-    model = pretrained.load(SHIPPED, backend="pytorch")
+    model = pretrained.load(SHIPPED, backend=args.object_backend)
     load_s = time.perf_counter() - t0
-    icfg = InferenceConfig(model=model.model_config, backend="pytorch", accelerator="cpu", seed=args.seed,
+    icfg = InferenceConfig(model=model.model_config, backend=args.object_backend, accelerator="cpu", seed=args.seed,
                            progress=False)
     runs = []
     for _ in range(2):  # the first includes the framework's warm-up
@@ -320,20 +325,21 @@ def big_scan_worker(args: argparse.Namespace) -> None:
         rec = workflow.infer(icfg, model=model, dataset=ds, write=False)
         runs.append({"wall_s": time.perf_counter() - t0, **rec.metadata.timings})
     m = evaluate_reconstruction(rec.object, ds.object, ds.positions)
-    print("BIGSCAN " + json.dumps({"object": label, "n_positions": sim.n_positions, "load_s": load_s, "runs": runs,
-                                   **_scores(m)}), flush=True)
+    print("BIGSCAN " + json.dumps({"object": label, "backend": args.object_backend, "n_positions": sim.n_positions,
+                                   "load_s": load_s, "runs": runs, **_scores(m)}), flush=True)
 
 
 def amortised_table(rows: list[dict]) -> str:
-    head = ("object", "row", "refine passes", "epochs", "train s", "infer+stitch s", "refine s", "wall s",
+    head = ("object", "backend", "row", "refine passes", "epochs", "train s", "infer+stitch s", "refine s", "wall s",
             "amp SSIM", "amp PSNR", "amp FRC50", "phase SSIM", "phase PSNR", "phase FRC50")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['object']} | {r['output']} | | | | | | | skipped: {r['skipped']} | | | | | |")
+            lines.append(f"| {r['object']} | | {r['output']} | | | | | | | skipped: {r['skipped']} | | | | | |")
             continue
         train = "" if r["train_s"] != r["train_s"] else f"{r['train_s']:.1f}"
-        cells = (r["object"], r["output"], str(r["refine"]), str(r["epochs"]), train, f"{r['infer_stitch_s']:.2f}",
+        cells = (r["object"], r["backend"], r["output"], str(r["refine"]), str(r["epochs"]), train,
+                 f"{r['infer_stitch_s']:.2f}",
                  f"{r['refine_s']:.1f}", f"{r['total_s']:.1f}",
                  f"{r['amp_ssim']:.3f}", f"{r['amp_psnr']:.1f}", f"{r['amp_frc50']:.2f}",
                  f"{r['phase_ssim']:.3f}", f"{r['phase_psnr']:.1f}", f"{r['phase_frc50']:.2f}")
@@ -357,48 +363,54 @@ def amortised_main(args: argparse.Namespace) -> int:
             return 2
         args.ptychi_python = str(Path(args.ptychi_python).absolute())  # not resolve(): the venv's python is a link
     labels = list(held_out())[: args.objects] if args.objects else list(held_out())
-    big: dict | None = None
+    big: list[dict] = []
+    backends = list(dict.fromkeys(args.amortised_backend))
     with tempfile.TemporaryDirectory(prefix="ptycho-amortised-") as tmp:
         base = args.keep_outputs or Path(tmp)
-        for i, label in enumerate(labels):
-            cmd = [sys.executable, __file__, "--amortised-object", label, "--output-dir", str(base / f"object{i}"),
-                   "--n-positions", str(args.n_positions), "--nphotons", str(args.nphotons), "--seed", str(args.seed),
+        for i, (label, backend) in enumerate((lb, b) for lb in labels for b in backends):
+            cmd = [sys.executable, __file__, "--amortised-object", label, "--object-backend", backend,
+                   "--output-dir", str(base / f"run{i}"), "--n-positions", str(args.n_positions),
+                   "--nphotons", str(args.nphotons), "--seed", str(args.seed),
                    "--finetune-epochs", str(args.finetune_epochs), "--batch-size", str(args.batch_size or 4)]
             cmd += ["--amortised-passes", *map(str, args.amortised_passes)]
-            if args.ptychi_python:
+            shared = backend == backends[0]  # flat start and pty-chi use no network: once per object
+            if not shared:
+                cmd.append("--no-shared-rows")
+            if args.ptychi_python and shared:
                 cmd += ["--ptychi-python", args.ptychi_python, "--ptychi-epochs", str(args.ptychi_epochs)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
-            print(f"[{label}] shipped model, fine-tuning, scratch, refinement"
-                  f"{', pty-chi' if args.ptychi_python else ''} ...", flush=True)
+            print(f"[{label}, {backend}] shipped model, fine-tuning, scratch, refinement"
+                  f"{', pty-chi' if args.ptychi_python and shared else ''} ...", flush=True)
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             new = [json.loads(ln[len("RESULT "):]) for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not new:
-                print(f"[{label}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+                print(f"[{label}, {backend}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
                 return 1
-            print(f"[{label}] done in {time.perf_counter() - t0:.0f} s", flush=True)
+            print(f"[{label}, {backend}] done in {time.perf_counter() - t0:.0f} s", flush=True)
             rows += new
             loads += [json.loads(ln[len("LOAD "):]) for ln in proc.stdout.splitlines() if ln.startswith("LOAD ")]
-            if not args.ptychi_python:
+            if not args.ptychi_python and shared:
                 rows += [{"object": label, "output": f"pty-chi {name}", "skipped": PTYCHI_NOT_INSTALLED}
                          for name, _ in PTYCHI_METHODS]
             if args.json:
                 args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")  # partial results survive
-        if args.big_scan:
-            cmd = [sys.executable, __file__, "--big-scan-worker", "--n-positions", str(args.big_scan),
-                   "--nphotons", str(args.nphotons), "--seed", str(args.seed)]
-            print(f"[big scan] shipped model predict + stitch on {args.big_scan} positions ...", flush=True)
+        for backend in backends if args.big_scan else ():
+            cmd = [sys.executable, __file__, "--big-scan-worker", "--object-backend", backend, "--n-positions",
+                   str(args.big_scan), "--nphotons", str(args.nphotons), "--seed", str(args.seed)]
+            print(f"[big scan, {backend}] shipped model predict + stitch on {args.big_scan} positions ...", flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BIGSCAN ")]
             if proc.returncode != 0 or not lines:
-                print(f"[big scan] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+                print(f"[big scan, {backend}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
                 return 1
-            big = json.loads(lines[0][len("BIGSCAN "):])
+            big.append(json.loads(lines[0][len("BIGSCAN "):]))
     wall = time.perf_counter() - t_start
     print(f"\nstarted {started}, {wall:.0f} s in all; machine: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; "
-          f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}; backend pytorch; {args.n_positions} positions, "
+          f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}; backends {', '.join(backends)}; {args.n_positions} "
+          "positions, "
           f"{args.nphotons:g} photons; fine-tuning and scratch {args.finetune_epochs} epochs, batch "
           f"{args.batch_size or 4}; shipped model {SHIPPED}")
     runs = [r["ptychi"] for r in rows if "ptychi" in r]  # the runner's reports
@@ -416,12 +428,13 @@ def amortised_main(args: argparse.Namespace) -> int:
           "loading the shipped model took " + ", ".join(f"{x['load_s']:.1f} s" for x in loads)
           + " (not in the rows); wall s = train + infer+stitch + refine")
     print(amortised_table(rows))
-    if big:
-        warm = big["runs"][-1]
-        print(f"\nshipped model on a {big['n_positions']}-position scan ({big['object']}), network only: predict + "
+    for scan in big:
+        warm = scan["runs"][-1]
+        print(f"\nshipped model, {scan['backend']}, on a {scan['n_positions']}-position scan ({scan['object']}), "
+              "network only: predict + "
               f"stitch {warm['wall_s']:.2f} s warm (predict {warm['infer_s']:.2f} s, stitch {warm['stitch_s']:.2f} s), "
-              f"{big['runs'][0]['wall_s']:.2f} s on the first call, model load {big['load_s']:.2f} s; amplitude / "
-              f"phase SSIM {big['amp_ssim']:.3f} / {big['phase_ssim']:.3f} (issue 17 target: under 5 s)")
+              f"{scan['runs'][0]['wall_s']:.2f} s on the first call, model load {scan['load_s']:.2f} s; amplitude / "
+              f"phase SSIM {scan['amp_ssim']:.3f} / {scan['phase_ssim']:.3f} (issue 17 target: under 5 s)")
     if args.json:
         args.json.write_text(json.dumps({"started": started, "wall_s": wall, "load_start": load_start,
                                          "load_end": os.getloadavg(), "threads": env.get("OMP_NUM_THREADS"),
@@ -470,7 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-outputs", type=Path, help="keep each backend's outputs (images, bundle) under this dir")
     a = p.add_argument_group("--amortised (issue 17: shipped model vs fine-tuning vs scratch vs refinement)")
     a.add_argument("--amortised", action="store_true",
-                   help="the amortised comparison on the held-out objects of make_pretrained.py (PyTorch only)")
+                   help="the amortised comparison on the held-out objects of make_pretrained.py")
+    a.add_argument("--amortised-backend", nargs="+", choices=BACKENDS, default=["pytorch"],
+                   help="backends of the model rows and the big scan (default: pytorch); the rows without a "
+                   "network (flat start, pty-chi) run with the first")
     a.add_argument("--finetune-epochs", type=int, default=4,
                    help="epochs of fine-tuning, and of training from scratch (default 4)")
     a.add_argument("--objects", type=int, help="only the first this many held-out objects (default: all)")
@@ -488,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="refinement passes of the refined rows (default: %(default)s)")
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     p.add_argument("--amortised-object", help=argparse.SUPPRESS)
+    p.add_argument("--object-backend", choices=BACKENDS, default="pytorch", help=argparse.SUPPRESS)
+    p.add_argument("--no-shared-rows", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--big-scan-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--output-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
