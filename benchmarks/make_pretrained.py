@@ -44,7 +44,7 @@ NAME = "sim-n64-g2"
 MODEL = {"N": 64, "gridsize": 2, "n_filters_scale": 1}
 #: Training of the shipped network (PyTorch, CPU).
 TRAINING = {"backend": "pytorch", "accelerator": "cpu", "batch_size": 8, "nepochs": 3, "learning_rate": 1e-3,
-            "seed": 7, "progress": False}
+            "max_train_seconds": None, "seed": 7, "progress": False}
 #: The corpus recipe. The pictures exclude camera and coins (the object of ``ptycho demo`` and of the first held-out
 #: object), so no corpus object is, or is cut from, an evaluation object.
 CORPUS = {
@@ -69,12 +69,14 @@ METRICS = ("amp_ssim", "phase_ssim", "amp_psnr", "phase_psnr", "amp_frc50", "pha
 log = logging.getLogger("make_pretrained")
 
 
-def train(work: Path, nepochs: int, command: list[str], **corpus_overrides: int) -> dict:
+def train(work: Path, nepochs: int, command: list[str], max_train_seconds: float | None = None,
+          **corpus_overrides: int) -> dict:
     from ptycho.pretrain import pretrain
     from ptycho_core.config import ModelConfig, TrainingConfig
     from ptycho_core.corpus import CorpusConfig
 
-    cfg = TrainingConfig(model=ModelConfig(**MODEL), output_dir=work / "pretrain", **{**TRAINING, "nepochs": nepochs})
+    cfg = TrainingConfig(model=ModelConfig(**MODEL), output_dir=work / "pretrain",
+                         **{**TRAINING, "nepochs": nepochs, "max_train_seconds": max_train_seconds})
     corpus = CorpusConfig(**{**CORPUS, **{k: v for k, v in corpus_overrides.items() if v is not None}})
     return pretrain(cfg, corpus, overwrite=True, command=command)
 
@@ -181,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, required=True, help="corpus, checkpoints, bundle and evaluation go here")
     p.add_argument("--name", default=NAME, help=f"name of the shipped model (default {NAME})")
     p.add_argument("--nepochs", type=int, default=TRAINING["nepochs"])
+    p.add_argument("--max-train-seconds", type=float,
+                   help="stop training after the first epoch past this many seconds (TrainingConfig."
+                        "max_train_seconds; default: no budget, all --nepochs); the card records the epochs run")
     p.add_argument("--n-objects", type=int, help=f"corpus objects (default {CORPUS['n_objects']}; fewer for a quick "
                    "check of the script)")
     p.add_argument("--n-positions", type=int, help=f"positions per object (default {CORPUS['n_positions']})")
@@ -204,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("reusing %s", summary_path)
     else:
         start = list(os.getloadavg())
-        summary = train(work, args.nepochs, command, n_objects=args.n_objects, n_positions=args.n_positions)
+        summary = train(work, args.nepochs, command, max_train_seconds=args.max_train_seconds or None,
+                        n_objects=args.n_objects, n_positions=args.n_positions)
         loads = {"cpus": os.cpu_count(), "threads": args.threads, "start": start, "end": list(os.getloadavg()),
                  "machine": platform.machine()}
         loads_path.write_text(json.dumps(loads))
