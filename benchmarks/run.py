@@ -5,7 +5,7 @@ One entry point::
     python benchmarks/run.py --quick             # smaller sizes; finishes in minutes on 2 cores
     python benchmarks/run.py                     # full sizes
     python benchmarks/run.py --quick --json out.json
-    python benchmarks/run.py --only stitch       # a subset: startup, stitch, train, infer, cycle
+    python benchmarks/run.py --only stitch       # a subset: startup, stitch, refine, train, infer, cycle
     python benchmarks/run.py --quick --strict    # exit status 1 when a target is not met
 
 The machine is usually shared, so absolute times drift; each figure is therefore compared
@@ -31,6 +31,11 @@ ratio. Rows:
   :func:`canvas_loop_scatter`, which translates each patch across the whole canvas ("canvas
   loop", the naive stitch; at 10,000 patches timed on its first 800 and scaled, since its
   cost per patch is fixed by the canvas);
+* refinement (``ptycho.refine.refine_object``, NumPy, one core) of the simulated camera / coins
+  scan (256 positions, N=64, flat start) with its loop vs the same passes with the block update
+  composed of ptycho_core's reference functions in double precision (``_ReferenceBlocks``, the
+  loop before it was made faster): ratio ``time / bound``, target <= 0.6; the row also gives
+  both results' amplitude / phase SSIM;
 * ``ptycho --help`` and ``ptycho backends`` wall time (target < 0.5 s; bound: a bare
   ``python -c pass``), and whether either imported a framework;
 * the integration cycle ``python -m ptycho_core.cli run --backend X --nepochs 2`` on the
@@ -67,6 +72,8 @@ TRAIN_RATIO_TARGET = 1.15
 CROSS_RATIO_TARGET = 1.25  # TensorFlow / PyTorch throughput, same run
 STITCH_RATIO_TARGET = 2.0
 LOOP_SPEEDUP_TARGET = 20.0
+REFINE_RATIO_TARGET = 0.6
+REFINE_PASSES = 10
 CANVAS_LOOP_SAMPLE = 800
 STARTUP_TARGET_S = 0.5
 CYCLE_TARGET_S = {"pytorch": 12.0, "tensorflow": 18.0}
@@ -457,6 +464,39 @@ def worker_stitch(impl: str, n_patches: int, repeats: int, device: str = "auto")
     return {"figure": t_impl, "bound": t_bound, "loop": t_loop, "canvas_loop": t_canvas, "detail": detail}
 
 
+def worker_refine(passes: int, repeats: int) -> dict:
+    """Refinement passes of the camera / coins scan: the library's loop, and the same with the reference update."""
+    from unittest import mock
+
+    import numpy as np
+
+    from ptycho import refine
+    from ptycho_data.metrics import evaluate_reconstruction
+    from ptycho_data.simulate import SimulationConfig, simulate_dataset
+
+    ds = simulate_dataset(SimulationConfig(object_kind="images", amplitude_image="camera", phase_image="coins",
+                                           seed=42), progress=False)
+    start = np.ones(ds.object.shape, np.complex64)
+
+    def run():
+        return refine.refine_object(start, (0, 0), ds.diffraction, ds.positions, ds.probe, passes, progress=False)
+
+    def reference():
+        with mock.patch.object(refine, "_Blocks", refine._ReferenceBlocks):
+            return run()
+
+    results = {}
+    for name, fn in (("figure", run), ("bound", reference)):
+        fn()  # warm-up
+        results[name] = fn()
+    t_fig, t_ref = best_of(run, repeats), best_of(reference, repeats)
+    t_fig = min(t_fig, best_of(run, repeats))  # interleaved: the bound between two runs of the figure
+    ssim = {name: [round(float(evaluate_reconstruction(r.object, ds.object, ds.positions)[part]["ssim"]), 4)
+                   for part in ("amplitude", "phase")] for name, r in results.items()}
+    return {"figure": t_fig, "bound": t_ref, "detail": {"passes": passes, "positions": len(ds.positions),
+                                                        "ssim_amplitude_phase": ssim}}
+
+
 def run_worker(args: argparse.Namespace) -> None:
     """Child-process side: run one measurement and write its JSON to ``args.result``."""
     kind, *rest = args.worker.split(":")
@@ -469,6 +509,8 @@ def run_worker(args: argparse.Namespace) -> None:
         out = fn(int(rest[1]), **params)
     elif kind == "stitch":
         out = worker_stitch(rest[0], int(rest[1]), **params)
+    elif kind == "refine":
+        out = worker_refine(**params)
     else:
         raise SystemExit(f"unknown worker {args.worker!r}")
     Path(args.result).write_text(json.dumps(out))
@@ -582,6 +624,18 @@ def rows_stitch(sizes: dict) -> list[dict]:
                              f">= {LOOP_SPEEDUP_TARGET:g}x faster", speedup >= LOOP_SPEEDUP_TARGET, rss))
             _progress(rows[-1])
     return rows
+
+
+def rows_refine(sizes: dict) -> list[dict]:
+    res, rss = measure("refine", {"passes": REFINE_PASSES, "repeats": sizes["repeats"]})
+    ratio = res["figure"] / res["bound"]
+    ssim = res["detail"]["ssim_amplitude_phase"]
+    row = _row(f"refine {res['detail']['positions']} positions x {REFINE_PASSES} passes vs reference update",
+               f"{res['figure']:.2f} s (SSIM {ssim['figure'][0]:.3f} / {ssim['figure'][1]:.3f})",
+               f"reference {res['bound']:.2f} s (SSIM {ssim['bound'][0]:.3f} / {ssim['bound'][1]:.3f})", ratio,
+               f"<= {REFINE_RATIO_TARGET:g}", ratio <= REFINE_RATIO_TARGET, rss, detail=res["detail"])
+    _progress(row)
+    return [row]
 
 
 def _ptycho_cmd() -> list[str]:
@@ -703,8 +757,9 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"startup": rows_startup, "stitch": rows_stitch, "infer": lambda s: rows_throughput("infer", s),
-            "cycle": rows_cycle, "train": lambda s: rows_throughput("train", s)}
+SECTIONS = {"startup": rows_startup, "stitch": rows_stitch, "refine": rows_refine,
+            "infer": lambda s: rows_throughput("infer", s), "cycle": rows_cycle,
+            "train": lambda s: rows_throughput("train", s)}
 
 
 def main() -> int:

@@ -69,11 +69,10 @@ def test_weighted_splat_is_two_splats_in_one_pass():
 
 @pytest.mark.parametrize("n", [32, 15])
 def test_block_update_is_the_reference_formula(n):
-    """One block update of the fast loop = extract, fftshift(fft2) / N, amplitude projection, its inverse and the
-    weighted splat of ptycho_core, composed in double precision (single-precision waves: to 1e-5 relative)."""
-    from ptycho.refine import REGULARISATION, _Blocks
-    from ptycho_core.reference_physics import _far_field
-    from ptycho_core.reference_stitch import splat_sum_weighted
+    """One block update of the fast loop = the same update composed of ptycho_core's reference functions in double
+    precision (extract, fftshift(fft2) / N, amplitude projection, its inverse, weighted splat): to 1e-5 relative
+    (single-precision waves)."""
+    from ptycho.refine import _Blocks, _ReferenceBlocks
 
     rng = np.random.default_rng(5)
     probe = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
@@ -81,16 +80,16 @@ def test_block_update_is_the_reference_formula(n):
     local = rng.uniform(n // 2 + 1, 2 * n - 2, (40, 2))  # windows inside the canvas with a pixel to spare
     idx = np.sort(rng.choice(40, 21, replace=False))  # more than one chunk of _CHUNK windows
     amplitudes = np.abs(rng.standard_normal((21, n, n)))
-    psi = reference.extract_patches(work, local[idx], n).astype(np.complex128) * probe
-    far = _far_field(psi)
-    dpsi = np.fft.ifft2(np.fft.ifftshift(amplitudes * far / np.abs(far) * n, axes=(-2, -1))) - psi
-    update, weight = splat_sum_weighted(np.conj(probe) * dpsi, np.abs(probe) ** 2, local[idx], work.shape, (0, 0))
-    expected = work + 0.7 * update / (weight + REGULARISATION * weight.max())
-    out = work.copy()
+    expected, out = work.copy(), work.copy()
+    err_ref = _ReferenceBlocks(probe, local, work.shape).update(expected, idx, amplitudes, 0.7)
     err = _Blocks(probe, local, work.shape).update(out, idx, amplitudes, 0.7)
-    assert err == pytest.approx(np.sum((np.abs(far) - amplitudes) ** 2), rel=1e-5)
+    assert err == pytest.approx(err_ref, rel=1e-5)
     assert np.abs(out - expected).max() < 1e-5 * np.abs(expected - work).max()
     assert np.abs(expected - work).max() > 0.1
+    # the reference update is the formula of physics.md s8 written out with numpy.fft
+    psi = reference.extract_patches(work, local[idx], n).astype(np.complex128) * probe
+    far = np.fft.fftshift(np.fft.fft2(psi), axes=(-2, -1)) / n
+    assert err_ref == pytest.approx(np.sum((np.abs(far) - amplitudes) ** 2), rel=1e-12)
 
 
 def test_refinement_recovers_the_object_from_a_poor_guess():

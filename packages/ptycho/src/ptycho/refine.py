@@ -45,7 +45,7 @@ import numpy as np
 from ptycho_core.errors import ConfigError, DataError
 from ptycho_core.reference_physics import _far_field
 from ptycho_core.reference_sampling import extract_patches
-from ptycho_core.reference_stitch import _spread, canvas_geometry
+from ptycho_core.reference_stitch import _spread, canvas_geometry, splat_sum_weighted
 
 __all__ = ["RefineResult", "refine_object"]
 
@@ -156,6 +156,27 @@ class _Blocks:
         weight = np.bincount(flat, weights=wgt.ravel(), minlength=size)
         denom = weight + REGULARISATION * float(weight.max())
         work += (step * (re + 1j * im) / denom).reshape(work.shape)
+        return err
+
+
+class _ReferenceBlocks:
+    """The block update of :class:`_Blocks` written with the reference functions of ptycho_core in double precision:
+    the definition ``test_refine`` checks :class:`_Blocks` against, and the bound of ``benchmarks/run.py --only
+    refine`` (the loop of :func:`refine_object` before it was made faster)."""
+
+    def __init__(self, probe: np.ndarray, local: np.ndarray, shape: tuple[int, int]):
+        self.probe, self.local = np.asarray(probe, np.complex128), local
+
+    def update(self, work: np.ndarray, idx: np.ndarray, A: np.ndarray, step: float) -> float:
+        N = self.probe.shape[0]
+        psi = extract_patches(work, self.local[idx], N).astype(np.complex128) * self.probe
+        far = _far_field(psi)
+        mag = np.abs(far)
+        err = float(np.sum((mag - A) ** 2))
+        dpsi = np.fft.ifft2(np.fft.ifftshift(A * far / np.maximum(mag, 1e-30) * N, axes=(-2, -1))) - psi
+        update, weight = splat_sum_weighted(np.conj(self.probe) * dpsi, np.abs(self.probe) ** 2, self.local[idx],
+                                            work.shape, (0, 0))
+        work += step * update / (weight + REGULARISATION * float(weight.max()))
         return err
 
 
