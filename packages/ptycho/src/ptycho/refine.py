@@ -109,6 +109,8 @@ class _Blocks:
         self.corner = top.astype(np.int64) * shape[1] + left.astype(np.int64)  # flat index of the block corner
         k = np.arange(N + 1)
         self.offsets = k[:, None] * shape[1] + k[None, :]  # (N+1, N+1) flat offsets of a block
+        if top.min() < 0 or left.min() < 0 or top.max() + N >= shape[0] or left.max() + N >= shape[1]:
+            raise ValueError(f"refine: a window's (N+1) x (N+1) block leaves the work canvas {shape}")  # a bug here
         checker = np.where((k[:N, None] + k[None, :N]) % 2, -1.0, 1.0) if N % 2 == 0 else None
         self.checker = checker
         self.probe_c = (probe * checker if checker is not None else probe).astype(np.complex64)
