@@ -70,15 +70,16 @@ log = logging.getLogger("make_pretrained")
 
 
 def train(work: Path, nepochs: int, command: list[str], max_train_seconds: float | None = None,
-          **corpus_overrides: int) -> dict:
+          init_from: str | None = None, learning_rate: float | None = None, **corpus_overrides: int) -> dict:
     from ptycho.pretrain import pretrain
     from ptycho_core.config import ModelConfig, TrainingConfig
     from ptycho_core.corpus import CorpusConfig
 
     cfg = TrainingConfig(model=ModelConfig(**MODEL), output_dir=work / "pretrain",
-                         **{**TRAINING, "nepochs": nepochs, "max_train_seconds": max_train_seconds})
+                         **{**TRAINING, "nepochs": nepochs, "max_train_seconds": max_train_seconds,
+                            **({"learning_rate": learning_rate} if learning_rate else {})})
     corpus = CorpusConfig(**{**CORPUS, **{k: v for k, v in corpus_overrides.items() if v is not None}})
-    return pretrain(cfg, corpus, overwrite=True, command=command)
+    return pretrain(cfg, corpus, overwrite=True, command=command, init_from=init_from)
 
 
 def evaluate(model_ref: str, root: Path, backend: str = "pytorch") -> dict:
@@ -157,6 +158,8 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
                          "cpus": loads["cpus"], "threads": loads.get("threads"), "platform": prov["host"]["platform"],
                          "load_average_start": loads["start"], "load_average_end": loads["end"]},
             "versions": prov.get("versions"),
+            **({"init_from": summary["init_from"], "init_from_record": prov["inputs"].get("init_from")}
+               if summary.get("init_from") else {}),
         },
         "evaluation": {
             "what": "network only (one forward pass per group, stitched; no fine-tuning, no refinement), 256 "
@@ -186,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-train-seconds", type=float,
                    help="stop training after the first epoch past this many seconds (TrainingConfig."
                         "max_train_seconds; default: no budget, all --nepochs); the card records the epochs run")
+    p.add_argument("--init-from", help="continue from this bundle or pretrained:NAME (e.g. the shipped model) "
+                   "instead of new weights; the card records it")
+    p.add_argument("--learning-rate", type=float, help=f"learning rate (default {TRAINING['learning_rate']:g})")
     p.add_argument("--n-objects", type=int, help=f"corpus objects (default {CORPUS['n_objects']}; fewer for a quick "
                    "check of the script)")
     p.add_argument("--n-positions", type=int, help=f"positions per object (default {CORPUS['n_positions']})")
@@ -210,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         start = list(os.getloadavg())
         summary = train(work, args.nepochs, command, max_train_seconds=args.max_train_seconds or None,
-                        n_objects=args.n_objects, n_positions=args.n_positions)
+                        init_from=args.init_from, learning_rate=args.learning_rate, n_objects=args.n_objects,
+                        n_positions=args.n_positions)
         loads = {"cpus": os.cpu_count(), "threads": args.threads, "start": start, "end": list(os.getloadavg()),
                  "machine": platform.machine()}
         loads_path.write_text(json.dumps(loads))

@@ -110,6 +110,29 @@ def test_pretrain_cli_then_infer_an_unseen_scan(backend, scans, tmp_path, capsys
     assert np.isfinite(rec.object).all() and rec.metadata.metrics
 
 
+def test_pretrain_continues_from_a_bundle_and_refuses_another_architecture(tmp_path, capsys):
+    """``ptycho pretrain --init-from``: the model flags default to the bundle's, the summary and the bundle's
+    provenance name it, and a differing architecture is refused before any corpus is written."""
+    pytest.importorskip("torch")
+    common = ["--backend", "pytorch", "--accelerator", "cpu", "--n-objects", "1", "--n-positions", "9",
+              "--nepochs", "1", "--batch-size", "4", "-q"]
+    first = tmp_path / "first"
+    assert cli.main(["pretrain", "--output-dir", str(first), "--n-filters-scale", "1", *common]) == 0
+    again = tmp_path / "again"
+    code = cli.main(["pretrain", "--output-dir", str(again), "--init-from", str(first / "model"), "--seed", "5",
+                     *common])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((again / "summary.json").read_text())
+    assert summary["init_from"] == str(first / "model")
+    assert summary["provenance"]["inputs"]["init_from"]["path"].endswith("model")
+    assert summary["provenance"]["config"]["training"]["model"]["n_filters_scale"] == 1  # from the bundle
+    capsys.readouterr()
+    code = cli.main(["pretrain", "--output-dir", str(tmp_path / "other"), "--init-from", str(first / "model"),
+                     "--n-filters-scale", "2", *common])
+    assert code == 2 and "n_filters_scale: bundle 1, config 2" in capsys.readouterr().err
+    assert not (tmp_path / "other" / "corpus").exists()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batches_mix_datasets(backend, scans, tmp_path):
     """The backends shuffle the concatenated groups: a batch holds groups of both datasets."""

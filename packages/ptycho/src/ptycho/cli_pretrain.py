@@ -97,12 +97,13 @@ def corpus_config_from_args(args: argparse.Namespace) -> CorpusConfig:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from ptycho.cli_workflow import _command_line, _config_from_args
+    from ptycho.cli_workflow import _command_line, _config_from_args, model_defaults_from_bundle
     from ptycho.pretrain import pretrain
 
     corpus = corpus_config_from_args(args)
+    model_defaults_from_bundle(args)
     cfg = _config_from_args(args, TrainingConfig)
-    summary = pretrain(cfg, corpus, overwrite=args.overwrite, command=_command_line(args))
+    summary = pretrain(cfg, corpus, overwrite=args.overwrite, command=_command_line(args), init_from=args.init_from)
     fit = summary["training"]
     timings = summary["timings"]
     print(f"corpus: {summary['corpus']['n_objects']} objects x {corpus.n_positions} positions "
@@ -110,15 +111,16 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
           f"-> {summary['paths']['corpus']}")
     text = (f"Poisson deviance {fit['deviance']:.4g} (0 = perfect), amplitude misfit {fit['misfit']:.3g}"
             if "deviance" in fit else f"loss {fit.get('loss', float('nan')):.6g}")
-    print(f"trained {summary['epochs']} epochs with {summary['backend']} in {timings.get('train_s', 0.0):.1f} s; "
-          f"final {text}")
+    start = f" from the weights of {summary['init_from']}" if summary.get("init_from") else ""
+    print(f"trained {summary['epochs']} epochs{start} with {summary['backend']} in "
+          f"{timings.get('train_s', 0.0):.1f} s; final {text}")
     print(f"model bundle: {summary['paths']['bundle']}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``ptycho pretrain`` to the ``ptycho`` parser."""
-    from ptycho.cli_workflow import OVERWRITE_HELP, _add_field_flags
+    from ptycho.cli_workflow import INIT_FROM_HELP, OVERWRITE_HELP, _add_field_flags
 
     p = sub.add_parser(
         "pretrain", help="simulate a training corpus from a recipe and train a model on it (streamed from disk)",
@@ -130,6 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="TOML/JSON/YAML config file with [model], [training] and [corpus] sections (flags override it)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + " (and the corpus)")
+    p.add_argument("--init-from", type=Path, default=None, metavar="BUNDLE",
+                   help=INIT_FROM_HELP.replace("fine-tune: start", "continue pretraining: start").replace(
+                       "; not with --resume", ""))
     add_output_flags(p)
     _add_field_flags(p, TrainingConfig, "TrainingConfig options", skip=("train_data_file", "test_data_file"))
     _add_field_flags(p, ModelConfig, "ModelConfig options")
