@@ -70,14 +70,18 @@ log = logging.getLogger("make_pretrained")
 
 
 def train(work: Path, nepochs: int, command: list[str], max_train_seconds: float | None = None,
-          init_from: str | None = None, learning_rate: float | None = None, **corpus_overrides: int) -> dict:
+          init_from: str | None = None, training: dict | None = None, model: dict | None = None,
+          **corpus_overrides: int) -> dict:
+    """Pretrain :data:`MODEL` (updated with ``model``) with :data:`TRAINING` (updated with ``training``; None values
+    keep the defaults) on the :data:`CORPUS` recipe (with ``corpus_overrides``)."""
     from ptycho.pretrain import pretrain
     from ptycho_core.config import ModelConfig, TrainingConfig
     from ptycho_core.corpus import CorpusConfig
 
-    cfg = TrainingConfig(model=ModelConfig(**MODEL), output_dir=work / "pretrain",
-                         **{**TRAINING, "nepochs": nepochs, "max_train_seconds": max_train_seconds,
-                            **({"learning_rate": learning_rate} if learning_rate else {})})
+    given = {k: v for k, v in (training or {}).items() if v is not None}
+    cfg = TrainingConfig(model=ModelConfig(**{**MODEL, **{k: v for k, v in (model or {}).items() if v is not None}}),
+                         output_dir=work / "pretrain",
+                         **{**TRAINING, "nepochs": nepochs, "max_train_seconds": max_train_seconds, **given})
     corpus = CorpusConfig(**{**CORPUS, **{k: v for k, v in corpus_overrides.items() if v is not None}})
     return pretrain(cfg, corpus, overwrite=True, command=command, init_from=init_from)
 
@@ -134,7 +138,8 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
         "name": name,
         "reference": f"{pretrained.PREFIX}{name}",
         "description": (f"PtychoPINN network for N={training['model']['N']} diffraction patterns and the default "
-                        "simulated probe of ptycho-data, pretrained self-supervised on a simulated corpus on a CPU "
+                        "simulated probe of ptycho-data, pretrained self-supervised on a simulated corpus on "
+                        f"{'a CPU' if prov.get('device', 'cpu') == 'cpu' else prov['device']} "
                         "(small: a starting point to fine-tune and refine, not a finished reconstruction)"),
         "model": {**{k: training["model"][k] for k in ("N", "gridsize", "n_filters_scale")},
                   "parameters": _parameters(pretrained.weights(name, root=weights_path.parent.parent))},
@@ -152,8 +157,10 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
             "final_learning_rate": fit.get("lr"),
             "corpus_s": summary["timings"]["corpus_s"], "train_s": summary["timings"].get("train_s"),
             "wall_s": prov["seconds"], "started": prov["started"], "finished": prov["finished"],
-            "hardware": {"description": f"CPU only, {loads['cpus']} cores shared with other users' jobs, no GPU, "
-                                        f"{loads.get('threads') or 'default'} framework thread(s) "
+            "hardware": {"description": (f"CPU only, {loads['cpus']} cores shared with other users' jobs, no GPU, "
+                                         if prov.get("device", "cpu") == "cpu" else
+                                         f"{prov['device']}, {loads['cpus']} CPU cores, ")
+                                        + f"{loads.get('threads') or 'default'} framework thread(s) "
                                         f"({prov['host']['platform']})",
                          "cpus": loads["cpus"], "threads": loads.get("threads"), "platform": prov["host"]["platform"],
                          "load_average_start": loads["start"], "load_average_end": loads["end"]},
@@ -192,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", help="continue from this bundle or pretrained:NAME (e.g. the shipped model) "
                    "instead of new weights; the card records it")
     p.add_argument("--learning-rate", type=float, help=f"learning rate (default {TRAINING['learning_rate']:g})")
+    p.add_argument("--batch-size", type=int, help=f"batch size (default {TRAINING['batch_size']})")
+    p.add_argument("--accelerator", choices=("cpu", "gpu", "auto"),
+                   help=f"where to train (default {TRAINING['accelerator']}; the card records the device)")
+    p.add_argument("--n-filters-scale", type=int,
+                   help=f"network width (default {MODEL['n_filters_scale']}; 2 has 4x the parameters, about 9 MB "
+                   "of float32, near the repository's 10 MB limit for a shipped model)")
     p.add_argument("--n-objects", type=int, help=f"corpus objects (default {CORPUS['n_objects']}; fewer for a quick "
                    "check of the script)")
     p.add_argument("--n-positions", type=int, help=f"positions per object (default {CORPUS['n_positions']})")
@@ -216,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         start = list(os.getloadavg())
         summary = train(work, args.nepochs, command, max_train_seconds=args.max_train_seconds or None,
-                        init_from=args.init_from, learning_rate=args.learning_rate, n_objects=args.n_objects,
-                        n_positions=args.n_positions)
+                        init_from=args.init_from, n_objects=args.n_objects, n_positions=args.n_positions,
+                        training={"learning_rate": args.learning_rate, "batch_size": args.batch_size,
+                                  "accelerator": args.accelerator},
+                        model={"n_filters_scale": args.n_filters_scale})
         loads = {"cpus": os.cpu_count(), "threads": args.threads, "start": start, "end": list(os.getloadavg()),
                  "machine": platform.machine()}
         loads_path.write_text(json.dumps(loads))
