@@ -69,9 +69,8 @@ METRICS = ("amp_ssim", "phase_ssim", "amp_psnr", "phase_psnr", "amp_frc50", "pha
 log = logging.getLogger("make_pretrained")
 
 
-def train(work: Path, nepochs: int, command: list[str], max_train_seconds: float | None = None,
-          init_from: str | None = None, training: dict | None = None, model: dict | None = None,
-          **corpus_overrides: int) -> dict:
+def train(work: Path, nepochs: int, command: list[str], init_from: str | None = None, training: dict | None = None,
+          model: dict | None = None, **corpus_overrides: int) -> dict:
     """Pretrain :data:`MODEL` (updated with ``model``) with :data:`TRAINING` (updated with ``training``; None values
     keep the defaults) on the :data:`CORPUS` recipe (with ``corpus_overrides``)."""
     from ptycho.pretrain import pretrain
@@ -81,7 +80,7 @@ def train(work: Path, nepochs: int, command: list[str], max_train_seconds: float
     given = {k: v for k, v in (training or {}).items() if v is not None}
     cfg = TrainingConfig(model=ModelConfig(**{**MODEL, **{k: v for k, v in (model or {}).items() if v is not None}}),
                          output_dir=work / "pretrain",
-                         **{**TRAINING, "nepochs": nepochs, "max_train_seconds": max_train_seconds, **given})
+                         **{**TRAINING, "nepochs": nepochs, **given})
     corpus = CorpusConfig(**{**CORPUS, **{k: v for k, v in corpus_overrides.items() if v is not None}})
     return pretrain(cfg, corpus, overwrite=True, command=command, init_from=init_from)
 
@@ -228,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("reusing %s", summary_path)
     else:
         start = list(os.getloadavg())
-        summary = train(work, args.nepochs, command, max_train_seconds=args.max_train_seconds or None,
-                        init_from=args.init_from, n_objects=args.n_objects, n_positions=args.n_positions,
+        summary = train(work, args.nepochs, command, init_from=args.init_from, n_objects=args.n_objects,
+                        n_positions=args.n_positions,
                         training={"learning_rate": args.learning_rate, "batch_size": args.batch_size,
-                                  "accelerator": args.accelerator},
+                                  "accelerator": args.accelerator, "max_train_seconds": args.max_train_seconds or None},
                         model={"n_filters_scale": args.n_filters_scale})
         loads = {"cpus": os.cpu_count(), "threads": args.threads, "start": start, "end": list(os.getloadavg()),
                  "machine": platform.machine()}

@@ -120,7 +120,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``ptycho pretrain`` to the ``ptycho`` parser."""
-    from ptycho.cli_workflow import INIT_FROM_HELP, OVERWRITE_HELP, _add_field_flags
+    from ptycho.cli_workflow import INIT_FROM_SOURCE_HELP, OVERWRITE_HELP, _add_field_flags
 
     p = sub.add_parser(
         "pretrain", help="simulate a training corpus from a recipe and train a model on it (streamed from disk)",
@@ -133,8 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="TOML/JSON/YAML config file with [model], [training] and [corpus] sections (flags override it)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + " (and the corpus)")
     p.add_argument("--init-from", type=Path, default=None, metavar="BUNDLE",
-                   help=INIT_FROM_HELP.replace("fine-tune: start", "continue pretraining: start").replace(
-                       "; not with --resume", ""))
+                   help=f"continue pretraining: start from {INIT_FROM_SOURCE_HELP}")
     add_output_flags(p)
     _add_field_flags(p, TrainingConfig, "TrainingConfig options", skip=("train_data_file", "test_data_file"))
     _add_field_flags(p, ModelConfig, "ModelConfig options")

@@ -115,11 +115,13 @@ def _config_from_args(args: argparse.Namespace, cls: type) -> Any:
     return from_dict(cls, data, source="command line")
 
 
-INIT_FROM_HELP = (
-    "fine-tune: start from the weights of this model bundle (directory or .zip, e.g. from `ptycho pretrain`) "
+INIT_FROM_SOURCE_HELP = (
+    "the weights of this model bundle (directory or .zip, e.g. from `ptycho pretrain`) "
     "or shipped model (pretrained:NAME, listed by `ptycho models`) instead of a new model; the model settings "
     "default to the bundle's and must equal them (a differing flag is an error naming the field); a bundle must be "
-    "of --backend (convert it with `ptycho convert` otherwise); not with --resume")
+    "of --backend (convert it with `ptycho convert` otherwise)")
+"""What ``--init-from BUNDLE`` takes (shared by ``ptycho train`` and ``ptycho pretrain``)."""
+INIT_FROM_HELP = f"fine-tune: start from {INIT_FROM_SOURCE_HELP}; not with --resume"
 
 OVERWRITE_HELP = ("replace the results of an earlier run in --output-dir (model bundle, reconstruction.npz, "
                   "summary.json, checkpoints); without it the command stops before doing any work and names the "

@@ -92,7 +92,7 @@ def _reader(diffraction: Any, n: int, N: int) -> Any:
 
 
 class _Blocks:
-    """The block update of :func:`refine_object` on one work canvas (shape ``shape``), positions fixed.
+    """The block update of :func:`refine_object` on one work canvas of ``shape``, positions fixed.
 
     ``local``: window centres ``(x, y)`` on the canvas, every window inside it with one pixel to spare
     (the work canvas of :func:`refine_object`). Same formulas as ``extract_patches``, ``_far_field``
@@ -101,7 +101,7 @@ class _Blocks:
 
     def __init__(self, probe: np.ndarray, local: np.ndarray, shape: tuple[int, int]):
         N = probe.shape[0]
-        self.N, self.shape = N, shape
+        self.N, self.even = N, N % 2 == 0
         top = np.floor(local[:, 1]) - N // 2  # canvas row / column of window pixel (0, 0), rounded down
         left = np.floor(local[:, 0]) - N // 2
         self.fr = local[:, 1] - N // 2 - top  # bilinear fractions, in [0, 1)
@@ -111,9 +111,8 @@ class _Blocks:
         self.offsets = k[:, None] * shape[1] + k[None, :]  # (N+1, N+1) flat offsets of a block
         if top.min() < 0 or left.min() < 0 or top.max() + N >= shape[0] or left.max() + N >= shape[1]:
             raise ValueError(f"refine: a window's (N+1) x (N+1) block leaves the work canvas {shape}")  # a bug here
-        checker = np.where((k[:N, None] + k[None, :N]) % 2, -1.0, 1.0) if N % 2 == 0 else None
-        self.checker = checker
-        self.probe_c = (probe * checker if checker is not None else probe).astype(np.complex64)
+        checker = np.where((k[:N, None] + k[None, :N]) % 2, -1.0, 1.0) if self.even else 1.0
+        self.probe_c = (probe * checker).astype(np.complex64)
         self.conj_probe_c = np.conj(self.probe_c)
         self.power = (np.abs(probe) ** 2).astype(np.float32)
 
@@ -137,11 +136,11 @@ class _Blocks:
         N = self.N
         flat, psi = self.exit_waves(work, idx)
         # far = N F of the reference (fft2 of the checkered wave is fftshift(fft2(psi)) for even N)
-        far = np.fft.fft2(psi) if self.checker is not None else np.fft.fftshift(np.fft.fft2(psi), axes=(-2, -1))
+        far = np.fft.fft2(psi) if self.even else np.fft.fftshift(np.fft.fft2(psi), axes=(-2, -1))
         mag = np.abs(far)
         err = float(np.sum((mag / N - A) ** 2, dtype=np.float64))
         target = (A * N / np.maximum(mag, 1e-30)).astype(np.float32) * far  # N F' (amplitude projection)
-        if self.checker is None:
+        if not self.even:
             target = np.fft.ifftshift(target, axes=(-2, -1))
         dpsi = np.fft.ifft2(target) - psi
         fr, fc = self.fr[idx].astype(np.float32), self.fc[idx].astype(np.float32)
