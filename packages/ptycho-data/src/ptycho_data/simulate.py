@@ -130,6 +130,8 @@ class SimulationConfig:
     probe_defocus: float = _field(6.0, _positive(strict=False), "disk probe: defocus phase at the pupil edge (rad)")
     probe_sigma: float | None = _field(None, _positive(optional=True),
                                        "gaussian probe: std in pixels (default N/10)")
+    probe_window: bool = _field(False, _boolean, "zero the probe outside the central N/2 x N/2 square, the object "
+                                "support of a gridsize > 1 model (physics.md s5)")
     nphotons: float = _field(1e9, _positive(), "mean photons per pattern", lambda v: float(v) if _finite(v) else v)
     noise: bool = _field(True, _boolean, "Poisson noise on the counts (off: exact intensities)")
     seed: int = _field(42, _integer(0), "seed of the random generator")
@@ -178,7 +180,19 @@ def _progress(progress: bool | None) -> bool:
 
 
 def make_probe(config: SimulationConfig) -> np.ndarray:
-    """The unscaled probe (peak amplitude 1) of ``config``."""
+    """The unscaled probe (peak amplitude 1) of ``config``, zeroed outside the central window with ``probe_window``."""
+    probe = _probe_of_kind(config)
+    if config.probe_window:
+        # rows and columns [N//4, 3N//4): the window by which the physics layer masks every patch before the
+        # merge (physics.md s5 step 1), so a model at gridsize > 1 can represent the exit wave exactly
+        N, window = config.N, np.zeros_like(probe)
+        lo, hi = N // 4, (3 * N) // 4
+        window[lo:hi, lo:hi] = probe[lo:hi, lo:hi]
+        probe = window
+    return probe
+
+
+def _probe_of_kind(config: SimulationConfig) -> np.ndarray:
     N = config.N
     if config.probe_kind == "disk":
         # 3N/16 keeps ~99 % of the default defocused probe's energy inside the disk of radius N/4
