@@ -1,0 +1,132 @@
+"""Is the truth the minimum of the training loss? Free object patches fitted group by group, no network.
+
+For each held-out object of ``make_pretrained.py`` and each probe (the default simulated one, and
+the same probe zeroed outside the central N/2 x N/2 window, ``SimulationConfig.probe_window``),
+the object patches of every group are optimised directly, with Adam on their amplitude and
+phase, under the loss the network is trained with (the PyTorch physics layer of physics.md s5:
+merge of the groups' central windows, probe, far field, Poisson deviance). The stitched result
+is scored against the truth every ``--every`` steps.
+
+Started from the truth (``--start truth``, the default), a loss whose minimum is the truth keeps
+SSIM at 1; how far the SSIM falls is the bias of the loss itself, which any network trained on it
+inherits: a ceiling on the network's own quality that no architecture or training time lifts.
+Started from a flat object (``--start flat``) it shows what one group's patterns determine
+without any learnt prior. Asserts nothing; the figures are in docs/amortised.md::
+
+    python benchmarks/loss_ceiling.py --threads 2
+    python benchmarks/loss_ceiling.py --objects camera --start flat --steps 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: Short names of the held-out objects of make_pretrained.HELD_OUT.
+OBJECTS = {"camera": "demo (camera / coins)", "lines": "lines", "grf": "grf"}
+PROBES = ("default", "window")
+
+
+def fit(dataset, *, steps: int, every: int, lr: float, start: str, gridsize: int = 2) -> list[dict]:
+    """Optimise free patches of every group of ``dataset`` under the training loss; rows every ``every`` steps."""
+    import torch
+
+    from ptycho import workflow
+    from ptycho_core import reference
+    from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
+    from ptycho_core.contracts import InferenceResult
+    from ptycho_data import grouping
+    from ptycho_data.metrics import evaluate_reconstruction
+    from ptycho_torch.physics import centre_crop, losses, merge
+    from ptycho_torch.pinn import PtychoPINN, config_to_dict, grouped_tensors, normalized_probe
+
+    mc = ModelConfig(N=dataset.N, gridsize=gridsize, n_filters_scale=1)
+    tc = TrainingConfig(model=mc, nphotons=reference.mean_photons(dataset.diffraction))
+    module = PtychoPINN(config_to_dict(mc), config_to_dict(tc))
+    module.physics.set_probe(normalized_probe(dataset.probe, mc))
+    icfg = InferenceConfig(model=mc, backend="pytorch", accelerator="cpu", refine_iterations=0, progress=False)
+    groups = grouping.group_for_inference(dataset, icfg)
+    X, offsets, Y = grouped_tensors(groups, with_y=True)
+    if start == "truth":
+        amp, phase = Y.abs(), Y.angle()
+    else:
+        amp, phase = torch.full(Y.shape, 0.75), torch.zeros(Y.shape)
+    amp, phase = amp.clone().requires_grad_(True), phase.clone().requires_grad_(True)
+    opt = torch.optim.Adam([amp, phase], lr=lr)
+
+    def score() -> tuple[float, float]:
+        with torch.no_grad():
+            patches = torch.polar(amp.clamp(min=0.0), phase)
+            merged = centre_crop(merge(patches, offsets, mc.gridsize), mc.N).numpy()
+        result = InferenceResult(patches=merged, positions=groups.centroids, metadata={})
+        rec = workflow.stitch(result, icfg, "pytorch", dataset.object.shape)
+        e = evaluate_reconstruction(rec.object, dataset.object, dataset.positions)
+        return e["amplitude"]["ssim"], e["phase"]["ssim"]
+
+    rows, t0 = [], time.perf_counter()
+    for step in range(steps + 1):
+        lam, _ = module.physics(torch.polar(amp.clamp(min=0.0), phase), offsets, None)
+        terms = losses(lam, X, module.s0)
+        if step % every == 0 or step == steps:
+            amp_ssim, phase_ssim = score()
+            rows.append({"step": step, "deviance": terms["deviance"].item(), "misfit": terms["misfit"].item(),
+                         "amp_ssim": amp_ssim, "phase_ssim": phase_ssim, "seconds": time.perf_counter() - t0})
+        if step == steps:
+            break
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--objects", nargs="+", choices=sorted(OBJECTS), default=["camera", "lines", "grf"])
+    p.add_argument("--probes", nargs="+", choices=PROBES, default=list(PROBES),
+                   help="default: ptycho-data's default probe; window: the same, zero outside the central window")
+    p.add_argument("--start", choices=("truth", "flat"), default="truth")
+    p.add_argument("--gridsize", type=int, default=2, help="patterns per group along one side (default 2)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--every", type=int, default=50, help="score every this many steps")
+    p.add_argument("--lr", type=float, default=0.01, help="Adam's rate on amplitude and phase")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.every < 1:
+        p.error("--steps and --every must be at least 1")
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+    from make_pretrained import HELD_OUT
+
+    from ptycho_data.simulate import SimulationConfig, simulate_dataset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    out = []
+    print(f"start: {args.start}; gridsize {args.gridsize}; Adam lr {args.lr}; {args.steps} steps")
+    print("| object | probe | step | deviance | misfit | amp SSIM | phase SSIM | s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.objects:
+        for probe in args.probes:
+            sim = SimulationConfig(**HELD_OUT[OBJECTS[name]], probe_window=probe == "window")
+            rows = fit(simulate_dataset(sim, progress=False), steps=args.steps, every=args.every, lr=args.lr,
+                       start=args.start, gridsize=args.gridsize)
+            for r in rows:
+                print(f"| {name} | {probe} | {r['step']} | {r['deviance']:.4g} | {r['misfit']:.2e} | "
+                      f"{r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | {r['seconds']:.0f} |", flush=True)
+                out.append({"object": name, "probe": probe, "start": args.start, "gridsize": args.gridsize, **r})
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
