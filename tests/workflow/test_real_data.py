@@ -149,3 +149,28 @@ def test_imported_lazy_directory_trains_with_photons_from_the_data(installed_dum
     # a lazy dataset is amplitudes in pixels by format: reading flags are an error, not ignored
     assert cli.main(["run", "--backend", "dummy", "--nepochs", "1", "--output-dir", str(tmp_path / "x"),
                      "--train-data", str(tmp_path / "lazy"), "--intensities"]) == 2
+
+
+def test_training_says_how_much_of_the_probe_lies_outside_the_object_support(installed_dummy, scan, tmp_path,
+                                                                             caplog):
+    from ptycho_core.config import ModelConfig
+    from ptycho_data.simulate import SimulationConfig, make_probe
+
+    grid2 = ModelConfig(gridsize=2)
+    with caplog.at_level(logging.INFO, logger="ptycho.workflow"):
+        workflow.train(TrainingConfig(backend="dummy", nepochs=1, output_dir=tmp_path, model=grid2), dataset=scan)
+    said = [r for r in caplog.records if r.getMessage().startswith("probe: ")]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+    assert "0.78 % of its energy lies outside the central N/2 window" in said[0].getMessage()
+    assert "biases the network's amplitude" in said[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ptycho.workflow"):
+        wide = make_probe(SimulationConfig(probe_kind="gaussian", probe_sigma=12.8))  # 15 % outside
+        assert workflow.report_probe_support(wide, grid2) == pytest.approx(0.148, abs=1e-3)
+        narrow = make_probe(SimulationConfig(probe_kind="gaussian", probe_sigma=6.4))  # 0.09 % outside
+        assert workflow.report_probe_support(narrow, grid2) == pytest.approx(8.6e-4, abs=1e-5)
+        assert workflow.report_probe_support(wide, ModelConfig(gridsize=1)) is None  # the whole patch is modelled
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "15 %" in warned[0] and "gridsize 1 models the whole N x N patch" in warned[0]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1 and "0.086 %" in infos[0] and "biases" not in infos[0]

@@ -209,3 +209,23 @@ def test_total_loss_errors():
         R.total_loss(lam, lam, 1.0, patches=lam, realspace_weight=1.0)
     with pytest.raises(DataError, match="X"):
         R.total_loss(lam, np.ones((1, 4, 4, 2)), 1.0)
+
+
+def test_probe_outside_window_is_the_energy_fraction_outside_the_merge_window():
+    N = 16
+    inside = np.zeros((N, N), dtype=np.complex64)
+    inside[4:12, 4:12] = 1.0 + 1.0j
+    assert R.probe_outside_window(inside) == 0.0
+    probe = inside.copy()
+    probe[0, 0] = 4.0  # |4|^2 = 16 against 64 * |1 + 1j|^2 = 128 inside
+    assert R.probe_outside_window(probe) == pytest.approx(16.0 / 144.0)
+    probe[3, 4] = 1.0  # row 3 is outside rows [N//4, 3N//4) = [4, 12)
+    assert R.probe_outside_window(probe) == pytest.approx(17.0 / 145.0)
+    with pytest.raises(DataError, match="non-zero intensity"):
+        R.probe_outside_window(np.zeros((N, N)))
+    with pytest.raises(DataError, match="probe"):
+        R.probe_outside_window(np.ones((N, N + 1)))
+    bad = inside.copy()
+    bad[5, 5] = np.nan
+    with pytest.raises(DataError, match="probe"):
+        R.probe_outside_window(bad)

@@ -8,7 +8,7 @@ Implements the non-learned parts of physics.md exactly as docs/conventions.md fi
   :func:`gaussian_smooth`, :func:`normalize_probe`;
 - the physics layer inside training (s3): :func:`merge_patches`, :func:`extract_from_canvas`,
   :func:`physics_forward`, :func:`poisson_nll`, :func:`poisson_deviance`,
-  :func:`amplitude_misfit`, :func:`total_loss`;
+  :func:`amplitude_misfit`, :func:`total_loss`, :func:`probe_outside_window`;
 - stitching (s4): :func:`canvas_geometry`, :func:`apply_flips`, :func:`crop_center`,
   :func:`reassemble`, :func:`reassemble_loop`, :func:`splat_sum` (the adjoint of
   :func:`extract_patches`, used by :mod:`ptycho.refine`).
@@ -34,6 +34,7 @@ from ptycho_core.reference_layer import (
     physics_forward,
     poisson_deviance,
     poisson_nll,
+    probe_outside_window,
     total_loss,
 )
 from ptycho_core.reference_physics import (
@@ -81,6 +82,7 @@ __all__ = [
     "poisson_deviance",
     "poisson_nll",
     "probe_disk_mask",
+    "probe_outside_window",
     "reassemble",
     "reassemble_loop",
     "sample_bilinear",

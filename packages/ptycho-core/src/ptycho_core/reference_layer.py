@@ -65,6 +65,29 @@ def _window(N: int) -> np.ndarray:
     return w
 
 
+def probe_outside_window(probe) -> float:
+    """Fraction of the probe's energy ``sum |P|^2`` outside the central window (rows and columns ``[N//4, 3N//4)``).
+
+    At gridsize > 1 the merge masks every patch by that window (conventions s3.1), so the model's
+    object is zero outside the union of a group's windows and the part of the probe outside its own
+    window illuminates object the model cannot represent: the true object then does not minimise the
+    loss (physics.md s5, "Object support and the probe"). 0 for a probe inside the window.
+
+    Raises
+    ------
+    DataError
+        ``probe`` is not a square, finite 2-D array, or holds no energy.
+    """
+    p = _check_image(probe, "probe", min_ndim=2, max_ndim=2)
+    N = _check_square(p, "probe")
+    _check_finite(p, "probe")
+    power = np.abs(p.astype(np.complex128)) ** 2
+    total = float(power.sum())
+    if not total > 0.0:
+        raise DataError("probe: expected a probe with non-zero intensity, got all zeros")
+    return float(max(0.0, 1.0 - float(np.sum(power * _window(N))) / total))
+
+
 def _merge64(p: np.ndarray, off: np.ndarray, gridsize: int) -> np.ndarray:
     """Merge in complex128: patches (B, N, N, C), offsets (B, C, 2) -> canvas (B, S, S)."""
     B, N, _, C = p.shape

@@ -64,6 +64,36 @@ def load_dataset(path: Path | str | None, what: str, options: ReadOptions | None
     return read(path, what, options)
 
 
+#: Fraction of the probe's energy outside the model's object support above which :func:`report_probe_support` says
+#: that the loss is biased (info), and above which it warns.
+PROBE_OUTSIDE_NOTE, PROBE_OUTSIDE_WARN = 1e-3, 0.05
+
+
+def report_probe_support(probe: Any, model: ModelConfig) -> float | None:
+    """Log the fraction of ``probe``'s energy outside the object support of ``model`` and return it.
+
+    Only for models that merge their groups (``ModelConfig.stitches_group_object``: gridsize > 1 with
+    ``object_big``), whose object is zero outside the union of the groups' central N/2 windows
+    (physics.md s5, "Object support and the probe"); None for the others. Info below
+    :data:`PROBE_OUTSIDE_WARN`, a warning above it, naming gridsize 1 (whose outer branch covers the
+    whole patch) as the alternative.
+    """
+    if not model.stitches_group_object:
+        return None
+    fraction = reference.probe_outside_window(probe)
+    text = (f"probe: {100 * fraction:.2g} % of its energy lies outside the central N/2 window, the object support "
+            f"of a gridsize-{model.gridsize} model (physics.md s5)")
+    if fraction > PROBE_OUTSIDE_NOTE:
+        text += ("; the true object cannot fit these patterns exactly, so the loss biases the network's amplitude "
+                 "(the default simulated probe, 0.8 %, moves the loss's minimum to amplitude SSIM 0.77 on the "
+                 "demo's object: docs/amortised.md, benchmarks/loss_ceiling.py)")
+    if fraction > PROBE_OUTSIDE_WARN:
+        log.warning("%s; gridsize 1 models the whole N x N patch", text)
+    else:
+        log.info("%s", text)
+    return fraction
+
+
 def resolve_nphotons(config: TrainingConfig, dataset: Any) -> TrainingConfig:
     """``config`` with ``nphotons`` measured from ``dataset`` (one, or a list) when unset (physics.md s3), else checked.
 
@@ -283,6 +313,7 @@ def train(config: TrainingConfig, *, dataset: Dataset | Sequence[Dataset] | None
         grouped = grouping.group_for_training(
             list(dataset) if isinstance(dataset, (list, tuple)) else dataset, config,
             **({"names": names} if isinstance(dataset, (list, tuple)) else {}))
+        report_probe_support(grouped.probe, config.model)
         n_sets = 1 if grouped.norm_factors is None else len(grouped.norm_factors)
         log.info("training %s on %d groups of %d pattern(s) from %d dataset(s) for %d epochs",
                  backend.id, grouped.n_groups, grouped.channels, n_sets, config.nepochs)
