@@ -8,8 +8,9 @@ merge of the groups' central windows, probe, far field, Poisson deviance). The s
 is scored against the truth every ``--every`` steps.
 
 Started from the truth (``--start truth``, the default), a loss whose minimum is the truth keeps
-SSIM at 1; how far the SSIM falls is the bias of the loss itself, which any network trained on it
-inherits: a ceiling on the network's own quality that no architecture or training time lifts.
+SSIM at 1; how far the SSIM falls is the bias of the loss itself, near the truth: a network that
+fitted the loss as well as free patches do would land there, so it bounds the network's own quality
+on that probe whatever the architecture or the training time.
 Started from a flat object (``--start flat``) it shows what one group's patterns determine
 without any learnt prior. Asserts nothing; the figures are in docs/amortised.md::
 
