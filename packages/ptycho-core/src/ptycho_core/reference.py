@@ -8,7 +8,8 @@ Implements the non-learned parts of physics.md exactly as docs/conventions.md fi
   :func:`gaussian_smooth`, :func:`normalize_probe`;
 - the physics layer inside training (s3): :func:`merge_patches`, :func:`extract_from_canvas`,
   :func:`physics_forward`, :func:`poisson_nll`, :func:`poisson_deviance`,
-  :func:`amplitude_misfit`, :func:`total_loss`, :func:`probe_outside_window`;
+  :func:`amplitude_misfit`, :func:`total_loss`, :func:`merge_window`,
+  :func:`probe_outside_window`;
 - stitching (s4): :func:`canvas_geometry`, :func:`apply_flips`, :func:`crop_center`,
   :func:`reassemble`, :func:`reassemble_loop`, :func:`splat_sum` (the adjoint of
   :func:`extract_patches`, used by :mod:`ptycho.refine`).
@@ -31,6 +32,7 @@ from ptycho_core.reference_layer import (
     extract_from_canvas,
     merge_canvas_side,
     merge_patches,
+    merge_window,
     physics_forward,
     poisson_deviance,
     poisson_nll,
@@ -75,6 +77,7 @@ __all__ = [
     "merge_canvas_side",
     "mean_photons",
     "merge_patches",
+    "merge_window",
     "normalisation_factor",
     "normalize_probe",
     "physics_forward",

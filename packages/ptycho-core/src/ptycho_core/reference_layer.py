@@ -58,8 +58,12 @@ def _check_patches(patches, gridsize: int | None = None) -> np.ndarray:
     return p
 
 
-def _window(N: int) -> np.ndarray:
-    """Central-window mask: 1 on rows and columns ``[N//4, 3N//4)`` of an N x N patch."""
+def merge_window(N: int) -> np.ndarray:
+    """Central-window mask, float64: 1 on rows and columns ``[N//4, 3N//4)`` of an N x N patch.
+
+    The window by which the merge masks every patch (conventions s3.1): the object support of a
+    model at gridsize > 1."""
+    N = _check_size(N, "N")
     w = np.zeros((N, N), dtype=np.float64)
     w[N // 4:(3 * N) // 4, N // 4:(3 * N) // 4] = 1.0
     return w
@@ -85,7 +89,7 @@ def probe_outside_window(probe) -> float:
     total = float(power.sum())
     if not total > 0.0:
         raise DataError("probe: expected a probe with non-zero intensity, got all zeros")
-    return float(max(0.0, 1.0 - float(np.sum(power * _window(N))) / total))
+    return float(max(0.0, 1.0 - float(np.sum(power * merge_window(N))) / total))
 
 
 def _merge64(p: np.ndarray, off: np.ndarray, gridsize: int) -> np.ndarray:
@@ -93,7 +97,7 @@ def _merge64(p: np.ndarray, off: np.ndarray, gridsize: int) -> np.ndarray:
     B, N, _, C = p.shape
     S = merge_canvas_side(N, gridsize)
     lo = (S - N) // 2
-    w = _window(N)
+    w = merge_window(N)
     padded = np.zeros((B, C, S, S), dtype=np.complex128)
     padded[:, :, lo:lo + N, lo:lo + N] = np.moveaxis(p, -1, 1) * w
     wpad = np.zeros((B * C, S, S), dtype=np.float64)

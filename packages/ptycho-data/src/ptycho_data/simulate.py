@@ -183,12 +183,9 @@ def make_probe(config: SimulationConfig) -> np.ndarray:
     """The unscaled probe (peak amplitude 1) of ``config``, zeroed outside the central window with ``probe_window``."""
     probe = _probe_of_kind(config)
     if config.probe_window:
-        # rows and columns [N//4, 3N//4): the window by which the physics layer masks every patch before the
-        # merge (physics.md s5 step 1), so a model at gridsize > 1 can represent the exit wave exactly
-        N, window = config.N, np.zeros_like(probe)
-        lo, hi = N // 4, (3 * N) // 4
-        window[lo:hi, lo:hi] = probe[lo:hi, lo:hi]
-        probe = window
+        # the window by which the physics layer masks every patch before the merge (physics.md s5 step 1), so a
+        # model at gridsize > 1 can represent the exit wave exactly
+        probe = probe * reference.merge_window(config.N).astype(np.float32)
     return probe
 
 
