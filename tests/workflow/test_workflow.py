@@ -124,6 +124,13 @@ def test_refinement_after_stitching(installed_dummy, small_dataset_path, tmp_pat
         np.testing.assert_array_equal(f["object"], refined.object)
     summary = json.loads((tmp_path / "refined" / "summary.json").read_text())
     assert summary["refine"]["misfit"] == list(info.misfit) and "refine_s" in summary["timings"]
+    # the network's own fit to the data, without ground truth: the refinement's first misfit, and the same
+    # number when the network's output is written unrefined
+    assert refined.metadata.network_misfit == info.misfit[0] == summary["network_misfit"]
+    plain_summary = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert plain_summary["network_misfit"] == pytest.approx(info.misfit[0], rel=1e-9)
+    assert plain_summary["flat_misfit"] == summary["flat_misfit"] > 0  # a flat object on the same canvas
+    assert "misfit_s" in plain_summary["timings"] and "misfit_s" in summary["timings"]
     widths = [imread(tmp_path / d / "comparison.png").shape[1] for d in ("plain", "refined")]
     assert widths[1] > 1.3 * widths[0]  # truth | network | refined, against truth | reconstruction
 
@@ -133,6 +140,7 @@ def test_cli_refine_iterations(installed_dummy, small_dataset_path, tmp_path, ca
                      str(tmp_path / "r"), "--nepochs", "1", "--refine-iterations", "2"]) == 0
     out = capsys.readouterr().out
     assert "after refinement (2 passes," in out and "network only" in out
+    assert "network only: amplitude misfit to the measured patterns" in out and "of a flat object's" in out
     assert out.index("network only") < out.index("after refinement")  # the network's own quality first
     assert cli.main(["infer", "--model-path", str(tmp_path / "r" / "model"), "--test-data", str(small_dataset_path),
                      "--output-dir", str(tmp_path / "i"), "--refine-iterations", "1"]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptycho.refine import refine_object
+from ptycho.refine import object_misfit, refine_object
 from ptycho_core import reference
 from ptycho_core.errors import ConfigError, DataError
 
@@ -109,6 +109,18 @@ def test_exact_guess_up_to_scale_is_a_fixed_point():
     assert res.scale == pytest.approx(0.5, rel=1e-5)
     assert res.misfit[0] < 1e-9 and res.misfit[-1] < 1e-9
     np.testing.assert_allclose(res.object, obj, atol=1e-4)
+
+
+def test_object_misfit_is_zero_for_the_truth_at_any_scale_and_grows_with_the_error():
+    obj, pos, probe, diffraction = _scan()
+    assert object_misfit(3.0 * obj, (0, 0), diffraction, pos, probe) < 1e-9
+    yy = np.mgrid[0:80, 0:80][0]
+    blurred = np.abs(obj).mean() * np.exp(1j * np.angle(obj))  # amplitude flattened, phase kept
+    flat = np.ones_like(obj)
+    misfits = [object_misfit(o, (0, 0), diffraction, pos, probe) for o in (blurred, flat)]
+    assert 1e-4 < misfits[0] < misfits[1] < 1.0
+    assert misfits[1] == refine_object(flat, (0, 0), diffraction, pos, probe, 0).misfit[0]
+    assert object_misfit(obj * np.exp(0.5j * (yy > 40)), (0, 0), diffraction, pos, probe) > 1e-3  # a phase step
 
 
 def test_zero_passes_return_the_scaled_guess_on_its_own_canvas():

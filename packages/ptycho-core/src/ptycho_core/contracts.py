@@ -496,12 +496,15 @@ class ReconstructionRecord:
     """How a reconstruction was made, filled in by the workflow as it goes (``Reconstruction.metadata``).
 
     ``backend``: the backend id (always set). ``timings``: seconds per step (``train_s``,
-    ``infer_s``, ``stitch_s``, ``refine_s``). ``history``: the training history per epoch
+    ``infer_s``, ``stitch_s``, ``refine_s``, ``misfit_s``). ``history``: the training history per epoch
     (``ptycho_core.training_log.HISTORY_KEYS``) when the model was trained in this run;
     ``epochs``: the epochs trained. ``n_patches``: the patches predicted; ``streamed``: the data
     was read and stitched chunk by chunk. ``paths``: the files written (``bundle``,
     ``reconstruction``, ``amplitude_png``, ...). ``refine``: the :class:`Refinement`, if any.
     ``metrics``: the metrics against a ground truth (``ptycho_data.metrics``), if there was one.
+    ``network_misfit``: how well the network's stitched object explains the measured patterns (the
+    relative amplitude misfit of physics.md s8, no ground truth needed), and ``flat_misfit`` the same
+    for a flat object on the same canvas (the reference that explains no structure), when computed.
     """
 
     backend: str = attrs.field(validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)])
@@ -514,6 +517,8 @@ class ReconstructionRecord:
     refine: Refinement | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Refinement)))
     metrics: dict[str, Any] | None = None
+    network_misfit: float | None = attrs.field(default=None, converter=attrs.converters.optional(float))
+    flat_misfit: float | None = attrs.field(default=None, converter=attrs.converters.optional(float))
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able fields ``summary.json`` holds at its top level."""
@@ -522,6 +527,9 @@ class ReconstructionRecord:
             out["epochs"] = self.epochs
         if self.n_patches is not None:
             out["n_patches"] = self.n_patches
+        for key in ("network_misfit", "flat_misfit"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
 

@@ -171,6 +171,11 @@ def _print_paths(rec: Any, trained: str = "trained") -> None:
     network_metrics = metrics.get("network") if refined else metrics
     if "infer_s" in timings:
         print(f"network only: inference + stitching {timings['infer_s'] + timings.get('stitch_s', 0.0):.1f} s")
+    net_misfit, flat_misfit = rec.metadata.network_misfit, rec.metadata.flat_misfit
+    if net_misfit is not None and flat_misfit:
+        print(f"network only: amplitude misfit to the measured patterns {net_misfit:.3g}, "
+              f"{100 * net_misfit / flat_misfit:.0f} % of a flat object's {flat_misfit:.3g} "
+              "(0 = reproduces every pattern; no ground truth needed)")
     _print_metrics(network_metrics)
     if refined:
         n = refined.iterations

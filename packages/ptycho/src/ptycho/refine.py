@@ -276,6 +276,18 @@ def refine_object(initial: Any, origin: Any, diffraction: Any, positions: Any, p
     return RefineResult(object=out, misfit=misfit, scale=float(scale), seconds=time.perf_counter() - start)
 
 
+def object_misfit(obj: Any, origin: Any, diffraction: Any, positions: Any, probe: Any) -> float:
+    """How well a stitched object explains the measured patterns, without any ground truth.
+
+    The relative amplitude misfit ``sum((|F| - A)^2) / sum(A^2)`` over every scan position, after
+    the one real least-squares scale of physics.md s8 (the network's output has no absolute
+    amplitude scale): 0 when the object reproduces every pattern, about 1 for an object that
+    explains none of the structure. The first value of :func:`refine_object`'s ``misfit``, with
+    the same arguments and no pass.
+    """
+    return refine_object(obj, origin, diffraction, positions, probe, 0, progress=False).misfit[0]
+
+
 def _show(progress: bool | None) -> bool:
     if progress is None:
         import sys

@@ -507,6 +507,29 @@ def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset:
             _close(dataset)
 
 
+def _patterns(dataset: Any) -> Any:
+    """What :mod:`ptycho.refine` reads the measured amplitudes from: a lazy dataset block by block."""
+    return dataset if hasattr(dataset, "read") else dataset.diffraction
+
+
+def data_misfits(rec: Reconstruction, dataset: Any) -> tuple[float, float]:
+    """How well the network's stitched object explains ``dataset``'s patterns, without ground truth.
+
+    Returns ``(network, flat)``: :func:`ptycho.refine.object_misfit` (the relative amplitude misfit
+    of physics.md s8) of ``rec``'s network output (the object itself, or, when ``rec`` was refined,
+    the refinement's first misfit, which is that of ``metadata.refine.network_object``) and of a
+    flat object on the same canvas, the reference that explains none of the object's structure.
+    """
+    from ptycho.refine import object_misfit
+
+    def misfit(obj: np.ndarray) -> float:
+        return object_misfit(obj, rec.origin, _patterns(dataset), dataset.positions, dataset.probe)
+
+    refined = rec.metadata.refine
+    network = refined.misfit[0] if refined is not None else misfit(rec.object)
+    return network, misfit(np.ones_like(rec.object))
+
+
 def refine(rec: Reconstruction, dataset: Any, config: InferenceConfig) -> Reconstruction:
     """``config.refine_iterations`` passes of :func:`ptycho.refine.refine_object` on ``rec``.
 
@@ -517,14 +540,14 @@ def refine(rec: Reconstruction, dataset: Any, config: InferenceConfig) -> Recons
     """
     from ptycho.refine import refine_object
 
-    source = dataset if hasattr(dataset, "read") else dataset.diffraction  # a lazy dataset is read block by block
-    res = refine_object(rec.object, rec.origin, source, dataset.positions, dataset.probe, config.refine_iterations,
-                        seed=config.seed, progress=None if config.progress else False)
+    res = refine_object(rec.object, rec.origin, _patterns(dataset), dataset.positions, dataset.probe,
+                        config.refine_iterations, seed=config.seed, progress=None if config.progress else False)
     log.info("refined %d passes in %.1f s: misfit %.3g -> %.3g", config.refine_iterations, res.seconds,
              res.misfit[0], res.misfit[-1])
     refinement = Refinement(iterations=config.refine_iterations, misfit=res.misfit, scale=res.scale,
                             seconds=res.seconds, network_object=rec.object)
-    meta = attrs.evolve(rec.metadata, timings={**rec.metadata.timings, "refine_s": res.seconds}, refine=refinement)
+    meta = attrs.evolve(rec.metadata, timings={**rec.metadata.timings, "refine_s": res.seconds}, refine=refinement,
+                        network_misfit=res.misfit[0])
     return Reconstruction(object=res.object, origin=rec.origin, metadata=meta)
 
 
@@ -653,6 +676,10 @@ def write_outputs(rec: Reconstruction, dataset: Dataset, output_dir: Path,
         paths["comparison_png"] = str(plots.save_comparison(
             rec.object, dataset.object, out / "comparison.png", metrics,
             network=refined.network_object if refined else None, mask=mask, pixel_size_m=pixel))
+    if rec.metadata.flat_misfit is None:
+        start = time.perf_counter()
+        rec.metadata.network_misfit, rec.metadata.flat_misfit = data_misfits(rec, dataset)
+        rec.metadata.timings["misfit_s"] = time.perf_counter() - start
     rec.metadata.paths = paths
     summary = rec.metadata.summary()
     if history:
