@@ -88,6 +88,19 @@ def test_console_has_no_duplicates_chatter_or_progress(session):
     assert "INFO ptycho.workflow: training pytorch" in procs["train"].stderr  # our own lines stay
 
 
+def test_demo_and_infer_state_the_network_fit_to_the_measured_patterns(session):
+    root, procs = session
+    out = procs["demo"].stdout
+    # the shipped model's one pass, then the fine-tuned network: each next to a flat object's misfit
+    assert out.count("amplitude misfit to the measured patterns") == 2, out
+    assert out.index("shipped model") < out.index("amplitude misfit to the measured patterns")
+    shipped = json.loads((root / "demo" / "pretrained_metrics.json").read_text())
+    assert 0 < shipped["network_misfit"] < shipped["flat_misfit"] < 1  # the network explains more than a flat object
+    inferred = json.loads((root / "inf" / "summary.json").read_text())
+    assert 0 < inferred["network_misfit"] and 0 < inferred["flat_misfit"] < 1
+    assert f"{inferred['network_misfit']:.3g}" in procs["infer"].stdout
+
+
 @pytest.mark.parametrize("args, existing", [
     (["simulate", "-o", "data/scan.npz", "--n-positions", "64"], "data/scan.npz"),
     (["train", "--backend", "pytorch", "--train-data", "data/scan.npz", "--output-dir", "tr", *TINY], "tr/model"),

@@ -171,17 +171,20 @@ def _print_paths(rec: Any, trained: str = "trained") -> None:
     network_metrics = metrics.get("network") if refined else metrics
     if "infer_s" in timings:
         print(f"network only: inference + stitching {timings['infer_s'] + timings.get('stitch_s', 0.0):.1f} s")
-    net_misfit, flat_misfit = rec.metadata.network_misfit, rec.metadata.flat_misfit
-    if net_misfit is not None and flat_misfit:
-        print(f"network only: amplitude misfit to the measured patterns {net_misfit:.3g}, "
-              f"{100 * net_misfit / flat_misfit:.0f} % of a flat object's {flat_misfit:.3g} "
-              "(0 = reproduces every pattern; no ground truth needed)")
+    if rec.metadata.network_misfit is not None and rec.metadata.flat_misfit:
+        print("network only: " + _misfit_text(rec.metadata.network_misfit, rec.metadata.flat_misfit))
     _print_metrics(network_metrics)
     if refined:
         n = refined.iterations
         print(f"after refinement ({n} pass{'' if n == 1 else 'es'}, {refined.seconds:.1f} s): amplitude misfit "
               f"{refined.misfit[0]:.3g} -> {refined.misfit[-1]:.3g}")
         _print_metrics(metrics)
+
+
+def _misfit_text(network: float, flat: float) -> str:
+    """The network's fit to the measured patterns next to a flat object's (physics.md s7)."""
+    return (f"amplitude misfit to the measured patterns {network:.3g}, {100 * network / flat:.0f} % of a flat "
+            f"object's {flat:.3g} (0 = reproduces every pattern; no ground truth needed)")
 
 
 def _print_metrics(metrics: dict | None) -> None:
@@ -434,13 +437,15 @@ def _demo_pretrained(cfg: TrainingConfig, icfg: InferenceConfig, dataset: Any, o
                          dataset=dataset, write=False)
     seconds = time.perf_counter() - start
     metrics = evaluate_reconstruction(rec.object, dataset.object, dataset.positions)
+    network_misfit, flat_misfit = workflow.data_misfits(rec, dataset)
     card = pretrained.card(DEMO_MODEL)
     atomic.write_text(out / DEMO_PRETRAINED_METRICS, json.dumps(
-        {"model": DEMO_MODEL, "backend": cfg.backend, "seconds": seconds, "metrics": metrics}, indent=2,
-        default=float))
+        {"model": DEMO_MODEL, "backend": cfg.backend, "seconds": seconds, "metrics": metrics,
+         "network_misfit": network_misfit, "flat_misfit": flat_misfit}, indent=2, default=float))
     print(f"shipped model {DEMO_MODEL} ({card['model']['parameters']:,} parameters, pretrained on "
           f"{card['corpus']['n_objects']} simulated objects; `ptycho models` shows its card), network only, one pass "
           f"per group: {seconds:.1f} s (load + predict + stitch)")
+    print("  " + _misfit_text(network_misfit, flat_misfit))
     _print_metrics(metrics)
 
 
