@@ -24,17 +24,13 @@ are in docs/amortised.md::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: Short names of the held-out objects of make_pretrained.HELD_OUT.
-OBJECTS = {"camera": "demo (camera / coins)", "lines": "lines", "grf": "grf"}
-PROBES = ("default", "window")
+import heldout_scans  # noqa: E402
 
 
 def distances(merged, truth, support) -> tuple[float, float]:
@@ -106,45 +102,25 @@ def fit(dataset, model: str, *, groups: int, steps: int, every: int, lr: float) 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    heldout_scans.add_arguments(p, objects=["camera"], steps=1000, every=200)
     p.add_argument("--model", default="pretrained:sim-n64-g2", help="bundle or pretrained:NAME to start from")
-    p.add_argument("--objects", nargs="+", choices=sorted(OBJECTS), default=["camera"])
-    p.add_argument("--probes", nargs="+", choices=PROBES, default=list(PROBES),
-                   help="default: ptycho-data's default probe; window: the same, zero outside the central window")
     p.add_argument("--groups", type=int, default=8, help="groups fitted, spread over the scan (default 8)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--every", type=int, default=200, help="report every this many steps")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's rate (default 1e-3, the training default)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
-    p.add_argument("--json", type=Path, help="also write the results as JSON here")
-    args = p.parse_args(argv)
-    if args.steps < 1 or args.every < 1 or args.groups < 1:
-        p.error("--steps, --every and --groups must be at least 1")
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    import torch
-    from make_pretrained import HELD_OUT
-
-    from ptycho_data.simulate import SimulationConfig, simulate_dataset
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = heldout_scans.parse(p, argv)
+    if args.groups < 1:
+        p.error("--groups must be at least 1")
     out = []
     print(f"model {args.model}; Adam lr {args.lr}; {args.steps} steps on {args.groups} groups, deviance only")
     print("| object | probe | step | deviance | misfit | amp error | phase error (rad) | s |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in args.objects:
-        for probe in args.probes:
-            sim = SimulationConfig(**HELD_OUT[OBJECTS[name]], probe_window=probe == "window")
-            res = fit(simulate_dataset(sim, progress=False), args.model, groups=args.groups, steps=args.steps,
-                      every=args.every, lr=args.lr)
-            print(f"| {name} | {probe} | truth | {res['truth_deviance']:.4g} | | 0 | 0 | |")
-            for r in res["rows"]:
-                print(f"| {name} | {probe} | {r['step']} | {r['deviance']:.4g} | {r['misfit']:.2e} | "
-                      f"{r['amp_err']:.3f} | {r['phase_err']:.3f} | {r['seconds']:.0f} |", flush=True)
-            out.append({"object": name, "probe": probe, "model": args.model, "lr": args.lr, **res})
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    for name, probe, dataset in heldout_scans.scans(args):
+        res = fit(dataset, args.model, groups=args.groups, steps=args.steps, every=args.every, lr=args.lr)
+        print(f"| {name} | {probe} | truth | {res['truth_deviance']:.4g} | | 0 | 0 | |")
+        for r in res["rows"]:
+            print(f"| {name} | {probe} | {r['step']} | {r['deviance']:.4g} | {r['misfit']:.2e} | "
+                  f"{r['amp_err']:.3f} | {r['phase_err']:.3f} | {r['seconds']:.0f} |", flush=True)
+        out.append({"object": name, "probe": probe, "model": args.model, "lr": args.lr, **res})
+    heldout_scans.write_json(args, out)
     return 0
 
 

@@ -21,17 +21,13 @@ without any learnt prior. Asserts nothing; the figures are in docs/amortised.md:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: Short names of the held-out objects of make_pretrained.HELD_OUT.
-OBJECTS = {"camera": "demo (camera / coins)", "lines": "lines", "grf": "grf"}
-PROBES = ("default", "window")
+import heldout_scans  # noqa: E402
 
 
 def fit(dataset, *, steps: int, every: int, lr: float, start: str, gridsize: int = 2) -> list[dict]:
@@ -88,44 +84,22 @@ def fit(dataset, *, steps: int, every: int, lr: float, start: str, gridsize: int
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--objects", nargs="+", choices=sorted(OBJECTS), default=["camera", "lines", "grf"])
-    p.add_argument("--probes", nargs="+", choices=PROBES, default=list(PROBES),
-                   help="default: ptycho-data's default probe; window: the same, zero outside the central window")
+    heldout_scans.add_arguments(p, objects=["camera", "lines", "grf"], steps=200, every=50)
     p.add_argument("--start", choices=("truth", "flat"), default="truth")
     p.add_argument("--gridsize", type=int, default=2, help="patterns per group along one side (default 2)")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--every", type=int, default=50, help="score every this many steps")
     p.add_argument("--lr", type=float, default=0.01, help="Adam's rate on amplitude and phase")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
-    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
-    args = p.parse_args(argv)
-    if args.steps < 1 or args.every < 1:
-        p.error("--steps and --every must be at least 1")
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    import torch
-    from make_pretrained import HELD_OUT
-
-    from ptycho_data.simulate import SimulationConfig, simulate_dataset
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = heldout_scans.parse(p, argv)
     out = []
     print(f"start: {args.start}; gridsize {args.gridsize}; Adam lr {args.lr}; {args.steps} steps")
     print("| object | probe | step | deviance | misfit | amp SSIM | phase SSIM | s |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in args.objects:
-        for probe in args.probes:
-            sim = SimulationConfig(**HELD_OUT[OBJECTS[name]], probe_window=probe == "window")
-            rows = fit(simulate_dataset(sim, progress=False), steps=args.steps, every=args.every, lr=args.lr,
-                       start=args.start, gridsize=args.gridsize)
-            for r in rows:
-                print(f"| {name} | {probe} | {r['step']} | {r['deviance']:.4g} | {r['misfit']:.2e} | "
-                      f"{r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | {r['seconds']:.0f} |", flush=True)
-                out.append({"object": name, "probe": probe, "start": args.start, "gridsize": args.gridsize, **r})
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    for name, probe, dataset in heldout_scans.scans(args):
+        rows = fit(dataset, steps=args.steps, every=args.every, lr=args.lr, start=args.start, gridsize=args.gridsize)
+        for r in rows:
+            print(f"| {name} | {probe} | {r['step']} | {r['deviance']:.4g} | {r['misfit']:.2e} | "
+                  f"{r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | {r['seconds']:.0f} |", flush=True)
+            out.append({"object": name, "probe": probe, "start": args.start, "gridsize": args.gridsize, **r})
+    heldout_scans.write_json(args, out)
     return 0
 
 

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from cli_helpers import benchmark_script
 
 from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("group_fit", ROOT / "benchmarks" / "group_fit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("group_fit")
 
 
 def test_distances_ignore_one_amplitude_factor_and_one_phase_per_group_only():

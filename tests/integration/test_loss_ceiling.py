@@ -3,21 +3,14 @@ lies inside the model's object support (physics.md s5, "Object support and the p
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from cli_helpers import benchmark_script
 
 from ptycho_data.simulate import SimulationConfig, simulate_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("loss_ceiling", ROOT / "benchmarks" / "loss_ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("loss_ceiling")
 
 
 @pytest.mark.parametrize("window", [True, False])
