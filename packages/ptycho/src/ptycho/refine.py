@@ -281,9 +281,10 @@ def object_misfit(obj: Any, origin: Any, diffraction: Any, positions: Any, probe
 
     The relative amplitude misfit ``sum((|F| - A)^2) / sum(A^2)`` over every scan position, after
     the one real least-squares scale of physics.md s8 (the network's output has no absolute
-    amplitude scale): 0 when the object reproduces every pattern, about 1 for an object that
-    explains none of the structure. The first value of :func:`refine_object`'s ``misfit``, with
-    the same arguments and no pass.
+    amplitude scale): 0 when the object reproduces every pattern; a flat object leaves the part its
+    missing structure accounts for (0.03-0.12 on the simulated scans of docs/amortised.md, whose
+    patterns' central peak a flat object already fits). The first value of :func:`refine_object`'s
+    ``misfit``, with the same arguments and no pass.
     """
     return refine_object(obj, origin, diffraction, positions, probe, 0, progress=False).misfit[0]
 
