@@ -44,7 +44,7 @@ NAME = "sim-n64-g2"
 MODEL = {"N": 64, "gridsize": 2, "n_filters_scale": 1}
 #: Training of the shipped network (PyTorch, CPU).
 TRAINING = {"backend": "pytorch", "accelerator": "cpu", "batch_size": 8, "nepochs": 3, "learning_rate": 1e-3,
-            "max_train_seconds": None, "seed": 7, "progress": False}
+            "max_train_seconds": None, "realspace_weight": 0.0, "seed": 7, "progress": False}
 #: The corpus recipe. The pictures exclude camera and coins (the object of ``ptycho demo`` and of the first held-out
 #: object), so no corpus object is, or is cut from, an evaluation object.
 CORPUS = {
@@ -132,12 +132,17 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
     steps = epochs * -(-n_groups // int(training["batch_size"]))
     mean = evaluation["mean"]
     met = mean["amplitude"]["ssim"] >= 0.85 and mean["phase"]["ssim"] >= 0.85
+    realspace = float(training.get("realspace_weight") or 0.0)  # supervised term (the corpus is simulated)
     return {
         "format": 1,
         "name": name,
         "reference": f"{pretrained.PREFIX}{name}",
         "description": (f"PtychoPINN network for N={training['model']['N']} diffraction patterns and the default "
-                        "simulated probe of ptycho-data, pretrained self-supervised on a simulated corpus on "
+                        "simulated probe of ptycho-data, pretrained "
+                        + ("self-supervised" if not realspace else
+                           f"with the Poisson loss plus the real-space term against the corpus's ground truth "
+                           f"(realspace_weight {realspace:g})")
+                        + " on a simulated corpus on "
                         f"{'a CPU' if prov.get('device', 'cpu') == 'cpu' else prov['device']} "
                         "(small: a starting point to fine-tune and refine, not a finished reconstruction)"),
         "model": {**{k: training["model"][k] for k in ("N", "gridsize", "n_filters_scale")},
@@ -164,6 +169,7 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
                          "cpus": loads["cpus"], "threads": loads.get("threads"), "platform": prov["host"]["platform"],
                          "load_average_start": loads["start"], "load_average_end": loads["end"]},
             "versions": prov.get("versions"),
+            **({"realspace_weight": realspace} if realspace else {}),
             **({"init_from": summary["init_from"], "init_from_record": prov["inputs"].get("init_from")}
                if summary.get("init_from") else {}),
         },
@@ -198,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", help="continue from this bundle or pretrained:NAME (e.g. the shipped model) "
                    "instead of new weights; the card records it")
     p.add_argument("--learning-rate", type=float, help=f"learning rate (default {TRAINING['learning_rate']:g})")
+    p.add_argument("--realspace-weight", type=float,
+                   help="weight of the real-space term against the corpus's ground-truth patches (TrainingConfig."
+                        "realspace_weight; default 0: self-supervised); the card records it")
     p.add_argument("--batch-size", type=int, help=f"batch size (default {TRAINING['batch_size']})")
     p.add_argument("--accelerator", choices=("cpu", "gpu", "auto"),
                    help=f"where to train (default {TRAINING['accelerator']}; the card records the device)")
@@ -230,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(work, args.nepochs, command, init_from=args.init_from, n_objects=args.n_objects,
                         n_positions=args.n_positions,
                         training={"learning_rate": args.learning_rate, "batch_size": args.batch_size,
+                                  "realspace_weight": args.realspace_weight,
                                   "accelerator": args.accelerator, "max_train_seconds": args.max_train_seconds or None},
                         model={"n_filters_scale": args.n_filters_scale})
         loads = {"cpus": os.cpu_count(), "threads": args.threads, "start": start, "end": list(os.getloadavg()),

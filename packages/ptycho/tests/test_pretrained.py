@@ -6,6 +6,7 @@ No deep-learning framework is needed here; loading into both backends and their 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -63,6 +64,21 @@ def test_card_is_made_from_the_scripts_measurements_only():
     held_out_pictures = {v for o in script.HELD_OUT.values() for k, v in o.items() if k.endswith("_image")}
     assert held_out_pictures and not held_out_pictures & set(card["corpus"]["recipe"]["images"])
 
+
+
+def test_card_says_when_the_corpus_truth_was_used():
+    """A model trained with the real-space term (``--realspace-weight``) is not called self-supervised."""
+    script = _script()
+    directory = pretrained.directory(SHIPPED)
+    sources = json.loads((directory / script.SOURCES).read_text())
+    shipped = script.make_card(SHIPPED, sources, directory / pretrained.WEIGHTS)
+    assert "self-supervised" in shipped["description"] and "realspace_weight" not in shipped["training"]
+    supervised = copy.deepcopy(sources)
+    supervised["summary"]["provenance"]["config"]["training"]["realspace_weight"] = 1e6
+    card = script.make_card(SHIPPED, supervised, directory / pretrained.WEIGHTS)
+    assert "self-supervised" not in card["description"]
+    assert "real-space term against the corpus's ground truth (realspace_weight 1e+06)" in card["description"]
+    assert card["training"]["realspace_weight"] == 1e6
 
 def test_ptycho_models_lists_every_model_with_its_card(capsys):
     assert cli.main(["models"]) == 0
