@@ -7,6 +7,7 @@ Every session installs through ``constraints/ci.txt`` and only the packages it t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -133,14 +134,35 @@ SHARED_ENV = Path(".nox") / "_all"
 ALL_PACKAGES = (*CORE, *DATA, *APP, *CI, *TORCH, *TF, *TEMPLATE)  # the template runs docs/writing-a-backend.md
 
 
+def _install_key(args: tuple[str, ...]) -> str:
+    """What decides the shared environment's contents: the pip arguments, the constraints and every package's
+    pyproject.toml (dependencies, entry points). The packages are editable, so their sources are not in it."""
+    digest = hashlib.sha256("\0".join(args).encode())
+    packages = [a.split("[")[0] for a in args if a.startswith(("packages/", "examples/"))]
+    files = [CONSTRAINTS[1], *(f"{package}/pyproject.toml" for package in packages)]
+    for name in files:
+        digest.update(name.encode() + b"\0" + Path(name).read_bytes())
+    return digest.hexdigest()
+
+
 def _shared(session: nox.Session) -> dict[str, str]:
-    """Create (once) and update the shared environment; returns the env that puts it first on PATH."""
+    """Create (once) and update the shared environment; returns the env that puts it first on PATH.
+
+    The install runs again only when :func:`_install_key` changed since the last one in this environment, so the
+    sessions after the first of a ``nox`` run do not each spend ~40 s re-installing the same editable packages.
+    """
     bin_dir = SHARED_ENV.resolve() / "bin"
     if not (bin_dir / "python").exists():
         session.run(sys.executable, "-m", "virtualenv", "-q", str(SHARED_ENV), external=True)
     env = {"VIRTUAL_ENV": str(SHARED_ENV.resolve()), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    session.run(str(bin_dir / "python"), "-m", "pip", "install", "-q", *CONSTRAINTS, *TEST_TOOLS, "mkdocs",
-                *ALL_PACKAGES, external=True, env=env)
+    args = (*CONSTRAINTS, *TEST_TOOLS, "mkdocs", *ALL_PACKAGES)
+    stamp, key = SHARED_ENV / ".ptycho-installed", _install_key(args)
+    if stamp.exists() and stamp.read_text() == key:
+        session.log(f"{SHARED_ENV}: packages up to date ({stamp.name} matches); not re-installing")
+        return env
+    stamp.unlink(missing_ok=True)  # a failed install below must not leave an old stamp that matches later
+    session.run(str(bin_dir / "python"), "-m", "pip", "install", "-q", *args, external=True, env=env)
+    stamp.write_text(key)
     return env
 
 
