@@ -65,7 +65,6 @@ def test_card_is_made_from_the_scripts_measurements_only():
     assert held_out_pictures and not held_out_pictures & set(card["corpus"]["recipe"]["images"])
 
 
-
 def test_card_says_when_the_corpus_truth_was_used():
     """A model trained with the real-space term (``--realspace-weight``) is not called self-supervised."""
     script = _script()
@@ -79,6 +78,7 @@ def test_card_says_when_the_corpus_truth_was_used():
     assert "self-supervised" not in card["description"]
     assert "real-space term against the corpus's ground truth (realspace_weight 1e+06)" in card["description"]
     assert card["training"]["realspace_weight"] == 1e6
+
 
 def test_ptycho_models_lists_every_model_with_its_card(capsys):
     assert cli.main(["models"]) == 0
