@@ -75,7 +75,7 @@ def fit(dataset, model: str, *, groups: int, steps: int, every: int, lr: float) 
     X, offsets, Y = (t[torch.from_numpy(pick)] for t in grouped_tensors(grouped, with_y=True))
 
     def merged(patches):
-        return centre_crop(merge(patches, offsets, mc.gridsize), mc.N)
+        return centre_crop(merge(patches, offsets, mc.gridsize, mc.window_side), mc.N)
 
     with torch.no_grad():
         truth = merged(Y)

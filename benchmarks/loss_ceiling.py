@@ -11,11 +11,13 @@ Started from the truth (``--start truth``, the default), a loss whose minimum is
 SSIM at 1; how far the SSIM falls is the bias of the loss itself, near the truth: a network that
 fitted the loss as well as free patches do would land there, so it bounds the network's own quality
 on that probe whatever the architecture or the training time.
-Started from a flat object (``--start flat``) it shows what one group's patterns determine
+``--object-window 1.0`` fits whole patches (``ModelConfig.object_window``), whose merge holds the
+default probe's tails too. Started from a flat object (``--start flat``) it shows what one group's patterns determine
 without any learnt prior. Asserts nothing; the figures are in docs/amortised.md::
 
     python benchmarks/loss_ceiling.py --threads 2
     python benchmarks/loss_ceiling.py --objects camera --start flat --steps 400
+    python benchmarks/loss_ceiling.py --probes default --object-window 1.0
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout_scans  # noqa: E402
 
 
-def fit(dataset, *, steps: int, every: int, lr: float, start: str, gridsize: int = 2) -> list[dict]:
+def fit(dataset, *, steps: int, every: int, lr: float, start: str, gridsize: int = 2,
+        object_window: float = 0.5) -> list[dict]:
     """Optimise free patches of every group of ``dataset`` under the training loss; rows every ``every`` steps."""
     import torch
 
@@ -43,7 +46,7 @@ def fit(dataset, *, steps: int, every: int, lr: float, start: str, gridsize: int
     from ptycho_torch.physics import centre_crop, losses, merge
     from ptycho_torch.pinn import PtychoPINN, config_to_dict, grouped_tensors, normalized_probe
 
-    mc = ModelConfig(N=dataset.N, gridsize=gridsize, n_filters_scale=1)
+    mc = ModelConfig(N=dataset.N, gridsize=gridsize, n_filters_scale=1, object_window=object_window)
     tc = TrainingConfig(model=mc, nphotons=reference.mean_photons(dataset.diffraction))
     module = PtychoPINN(config_to_dict(mc), config_to_dict(tc))
     module.physics.set_probe(normalized_probe(dataset.probe, mc))
@@ -60,7 +63,7 @@ def fit(dataset, *, steps: int, every: int, lr: float, start: str, gridsize: int
     def score() -> tuple[float, float]:
         with torch.no_grad():
             patches = torch.polar(amp.clamp(min=0.0), phase)
-            merged = centre_crop(merge(patches, offsets, mc.gridsize), mc.N).numpy()
+            merged = centre_crop(merge(patches, offsets, mc.gridsize, mc.window_side), mc.N).numpy()
         result = InferenceResult(patches=merged, positions=groups.centroids, metadata={})
         rec = workflow.stitch(result, icfg, "pytorch", dataset.object.shape)
         e = evaluate_reconstruction(rec.object, dataset.object, dataset.positions)
@@ -88,17 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", choices=("truth", "flat"), default="truth")
     p.add_argument("--gridsize", type=int, default=2, help="patterns per group along one side (default 2)")
     p.add_argument("--lr", type=float, default=0.01, help="Adam's rate on amplitude and phase")
+    p.add_argument("--object-window", type=float, default=0.5,
+                   help="ModelConfig.object_window: side of the merge window as a fraction of N (default 0.5; 1.0 "
+                        "keeps whole patches, so the default probe's tails are modelled)")
     args = heldout_scans.parse(p, argv)
     out = []
-    print(f"start: {args.start}; gridsize {args.gridsize}; Adam lr {args.lr}; {args.steps} steps")
+    print(f"start: {args.start}; gridsize {args.gridsize}; object_window {args.object_window:g}; Adam lr {args.lr}; "
+          f"{args.steps} steps")
     print("| object | probe | step | deviance | misfit | amp SSIM | phase SSIM | s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, probe, dataset in heldout_scans.scans(args):
-        rows = fit(dataset, steps=args.steps, every=args.every, lr=args.lr, start=args.start, gridsize=args.gridsize)
+        rows = fit(dataset, steps=args.steps, every=args.every, lr=args.lr, start=args.start, gridsize=args.gridsize,
+                   object_window=args.object_window)
         for r in rows:
             print(f"| {name} | {probe} | {r['step']} | {r['deviance']:.4g} | {r['misfit']:.2e} | "
                   f"{r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | {r['seconds']:.0f} |", flush=True)
-            out.append({"object": name, "probe": probe, "start": args.start, "gridsize": args.gridsize, **r})
+            out.append({"object": name, "probe": probe, "start": args.start, "gridsize": args.gridsize,
+                        "object_window": args.object_window, **r})
     heldout_scans.write_json(args, out)
     return 0
 

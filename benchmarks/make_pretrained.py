@@ -146,6 +146,9 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
                         f"{'a CPU' if prov.get('device', 'cpu') == 'cpu' else prov['device']} "
                         "(small: a starting point to fine-tune and refine, not a finished reconstruction)"),
         "model": {**{k: training["model"][k] for k in ("N", "gridsize", "n_filters_scale")},
+                  **({"object_window": training["model"]["object_window"]}
+                     if training["model"].get("object_window", 0.5) != 0.5 else {}),
+                  **({"pad_object": False} if not training["model"].get("pad_object", True) else {}),
                   "parameters": _parameters(pretrained.weights(name, root=weights_path.parent.parent))},
         "probe": "ptycho-data's default simulated probe (disk pupil of radius 3N/16, defocus 6 rad; "
                  "ptycho_data.simulate.SimulationConfig defaults)",
@@ -213,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-filters-scale", type=int,
                    help=f"network width (default {MODEL['n_filters_scale']}; 2 has 4x the parameters, about 9 MB "
                    "of float32, near the repository's 10 MB limit for a shipped model)")
+    p.add_argument("--object-window", type=float,
+                   help="ModelConfig.object_window: side of the merge window as a fraction of N (default 0.5; 1.0 "
+                        "models whole patches, so the default probe's tails too: physics.md s5); the card records it")
+    p.add_argument("--no-pad-object", dest="pad_object", action="store_false", default=None,
+                   help="ModelConfig.pad_object = false: one decoder head predicts the whole N x N patch (physics.md "
+                        "s4) instead of the N/2 centre plus, with --object-window > 0.5, the probe_big outer branch; "
+                        "the card records it")
     p.add_argument("--n-objects", type=int, help=f"corpus objects (default {CORPUS['n_objects']}; fewer for a quick "
                    "check of the script)")
     p.add_argument("--n-positions", type=int, help=f"positions per object (default {CORPUS['n_positions']})")
@@ -241,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                         training={"learning_rate": args.learning_rate, "batch_size": args.batch_size,
                                   "realspace_weight": args.realspace_weight,
                                   "accelerator": args.accelerator, "max_train_seconds": args.max_train_seconds or None},
-                        model={"n_filters_scale": args.n_filters_scale})
+                        model={"n_filters_scale": args.n_filters_scale, "object_window": args.object_window,
+                               "pad_object": args.pad_object})
         loads = {"cpus": os.cpu_count(), "threads": args.threads, "start": start, "end": list(os.getloadavg()),
                  "machine": platform.machine()}
         loads_path.write_text(json.dumps(loads))

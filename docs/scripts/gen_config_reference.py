@@ -81,10 +81,11 @@ def _describe(validator: Any) -> str | None:
     """What an attrs validator (or an ``and_`` of them) allows; None for a part that only guards the type."""
     if isinstance(validator, _attrs_validator("and")):
         parts = validator._validators
-        bound = next((v for v in parts if isinstance(v, _attrs_validator("number"))), None)
-        if bound is not None:
+        bounds = [v for v in parts if isinstance(v, _attrs_validator("number"))]
+        if bounds:
             integer = any(isinstance(v, _attrs_validator("instance_of")) and v.type is int for v in parts)
-            return f"{'integer' if integer else 'number'} {bound.compare_op} {bound.bound:g}"
+            return f"{'integer' if integer else 'number'} " + " and ".join(
+                f"{b.compare_op} {b.bound:g}" for b in bounds)
         return next((text for v in parts if (text := _describe(v)) is not None), None)
     if isinstance(validator, _attrs_validator("in")):
         return "one of " + ", ".join(f"`{_value(v)}`" for v in validator.options)

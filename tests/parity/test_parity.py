@@ -39,17 +39,17 @@ def grouped_npz(path: Path, gridsize: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["gridsize1", "gridsize2"])
+@pytest.fixture(scope="module", params=["1", "2", "2w"], ids=["gridsize1", "gridsize2", "gridsize2-whole-window"])
 def outputs(request, tmp_path_factory):
-    gridsize = request.param
-    tmp = tmp_path_factory.mktemp(f"parity{gridsize}")
-    data = grouped_npz(tmp / "data.npz", gridsize)
+    spec = request.param  # "2w": gridsize 2 with object_window 1.0 (worker.model_config)
+    tmp = tmp_path_factory.mktemp(f"parity{spec}")
+    data = grouped_npz(tmp / "data.npz", int(spec[0]))
     weights = tmp / "weights.npz"
-    work("export", "pytorch", gridsize, weights)
-    result = {}
+    work("export", "pytorch", spec, weights)
+    result = {"window": 64 if spec.endswith("w") else None, "gridsize": int(spec[0])}
     for backend in BACKENDS:
         out = tmp / f"{backend}.npz"
-        work("forward", backend, gridsize, weights, data, out)
+        work("forward", backend, spec, weights, data, out)
         with np.load(out, allow_pickle=False) as f:
             result[backend] = {k: f[k] for k in f.files}
     with np.load(weights, allow_pickle=False) as f:
@@ -64,6 +64,9 @@ def _rel(a, b):
 
 
 def test_weights_imported_identically(outputs):
+    big = any(".big." in name for name in outputs["weights"])
+    # the probe_big outer branch: at gridsize 1, and at gridsize 2 only with a window wider than N/2
+    assert big == (outputs["gridsize"] == 1 or outputs["window"] is not None)
     for backend in BACKENDS:
         for name, value in outputs["weights"].items():
             np.testing.assert_array_equal(outputs[backend][f"w:{name}"], value, err_msg=f"{backend} {name}")
@@ -86,7 +89,7 @@ def test_inference_outputs_agree_with_each_other_and_the_reference(outputs):
     if C == 1:
         expected = np.moveaxis(raw, -1, 1).reshape(-1, N, N)
     else:
-        expected = reference.merge_patches(raw, outputs["data"]["offsets"], 2)[1]
+        expected = reference.merge_patches(raw, outputs["data"]["offsets"], 2, outputs["window"])[1]
         np.testing.assert_allclose(t["infer_positions"], outputs["data"]["centroids"], atol=1e-12)
     assert t["infer_patches"].shape == expected.shape
     for backend in BACKENDS:

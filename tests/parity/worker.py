@@ -2,6 +2,9 @@
 
     python worker.py export  BACKEND GRIDSIZE OUT.npz
     python worker.py forward BACKEND GRIDSIZE WEIGHTS.npz DATA.npz OUT.npz
+
+GRIDSIZE is 1 or 2, or ``2w``: gridsize 2 with ``object_window`` 1.0 (whole patches merged, the
+probe_big outer branch built).
     python worker.py stitch  BACKEND DATA.npz OUT.npz
     python worker.py export_bundle BACKEND BUNDLE OUT.npz
     python worker.py pretrained BACKEND NAME DATA.npz OUT.npz
@@ -19,8 +22,15 @@ from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.contracts import GroupedData
 
 
-def configs(backend: str, gridsize: int, out_dir: str = ".") -> TrainingConfig:
-    return TrainingConfig(model=ModelConfig(N=64, gridsize=gridsize), backend=backend, nepochs=1, batch_size=16,
+def model_config(spec: str) -> ModelConfig:
+    """The model of a parity case: ``'1'``, ``'2'`` (gridsize) or ``'2w'`` (gridsize 2, object_window 1.0)."""
+    if spec.endswith("w"):
+        return ModelConfig(N=64, gridsize=int(spec[:-1]), object_window=1.0)
+    return ModelConfig(N=64, gridsize=int(spec))
+
+
+def configs(backend: str, spec: str, out_dir: str = ".") -> TrainingConfig:
+    return TrainingConfig(model=model_config(spec), backend=backend, nepochs=1, batch_size=16,
                           seed=3, intensity_scale_trainable=True, output_dir=out_dir, neighbor_count=4)
 
 
@@ -34,18 +44,18 @@ def main(argv: list[str]) -> None:
     cmd, backend = argv[0], argv[1]
     be = backends.get(backend)
     if cmd == "export":
-        cfg = configs(backend, int(argv[2]))
+        cfg = configs(backend, argv[2])
         model = be.build_model(cfg.model, cfg)
         np.savez(argv[3], **be.export_weights(model))
     elif cmd == "forward":
-        gridsize, weights_path, data_path, out = int(argv[2]), argv[3], argv[4], argv[5]
+        spec, weights_path, data_path, out = argv[2], argv[3], argv[4], argv[5]
         with np.load(weights_path, allow_pickle=False) as f:
             weights = {k: f[k] for k in f.files}
         data = load_grouped(data_path)
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = configs(backend, gridsize, tmp)
+            cfg = configs(backend, spec, tmp)
             model = be.import_weights(cfg.model, cfg, weights)
             exported = be.export_weights(model)
             fwd = be.forward(model, data, cfg)

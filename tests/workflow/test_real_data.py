@@ -161,7 +161,7 @@ def test_training_says_how_much_of_the_probe_lies_outside_the_object_support(ins
         workflow.train(TrainingConfig(backend="dummy", nepochs=1, output_dir=tmp_path, model=grid2), dataset=scan)
     said = [r for r in caplog.records if r.getMessage().startswith("probe: ")]
     assert len(said) == 1 and said[0].levelno == logging.INFO
-    assert "0.78 % of its energy lies outside the central N/2 window" in said[0].getMessage()
+    assert "0.78 % of its energy lies outside the central 32 x 32 window" in said[0].getMessage()
     assert "biases the network's amplitude" in said[0].getMessage()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="ptycho.workflow"):
@@ -171,6 +171,13 @@ def test_training_says_how_much_of_the_probe_lies_outside_the_object_support(ins
         assert workflow.report_probe_support(narrow, grid2) == pytest.approx(8.6e-4, abs=1e-5)
         assert workflow.report_probe_support(wide, ModelConfig(gridsize=1)) is None  # the whole patch is modelled
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 1 and "15 %" in warned[0] and "gridsize 1 models the whole N x N patch" in warned[0]
+    assert len(warned) == 1 and "15 %" in warned[0] and "a wider object_window" in warned[0]
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert len(infos) == 1 and "0.086 %" in infos[0] and "biases" not in infos[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ptycho.workflow"):  # a wider window holds more of the same probe
+        assert workflow.report_probe_support(wide, ModelConfig(gridsize=2, object_window=0.75)) == pytest.approx(
+            0.0153, abs=1e-4)
+        assert workflow.report_probe_support(wide, ModelConfig(gridsize=2, object_window=1.0)) == 0.0
+    said = [r.getMessage() for r in caplog.records]
+    assert "central 48 x 48 window" in said[0] and "object_window 0.75" in said[0] and "central 64 x 64" in said[1]

@@ -9,7 +9,8 @@ import attrs
 from ptycho_core.config import ModelConfig, TrainingConfig
 
 # Fields whose validators allow only a few values: pick another allowed one.
-CHOICES = {"N": 128, "amp_activation": "swish", "backend": "tensorflow", "accelerator": "cpu", "strategy": "ddp"}
+CHOICES = {"N": 128, "amp_activation": "swish", "object_window": 0.75, "backend": "tensorflow", "accelerator": "cpu",
+           "strategy": "ddp"}
 
 
 def _other_value(field: attrs.Attribute, default):

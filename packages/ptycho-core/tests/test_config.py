@@ -31,6 +31,9 @@ def _no_backend_env(monkeypatch):
         (ModelConfig, "probe_big", "yes", "true or false"),
         (ModelConfig, "probe_mask", None, "true or false"),
         (ModelConfig, "pad_object", 0, "true or false"),
+        (ModelConfig, "object_window", 0.25, "a number from 0.5 to 1.0"),
+        (ModelConfig, "object_window", 1.5, "a number from 0.5 to 1.0"),
+        (ModelConfig, "object_window", "wide", "a number from 0.5 to 1.0"),
         (ModelConfig, "probe_scale", 0.0, "a finite number > 0.0"),
         (ModelConfig, "probe_scale", math.inf, "a finite number > 0.0"),
         (ModelConfig, "probe_scale", "4", "a finite number > 0.0"),
@@ -83,8 +86,8 @@ def test_validator_message_names_class_field_value_and_allowed(cls, field, value
 def test_every_validated_field_is_covered():
     covered = {
         "N", "gridsize", "n_filters_scale", "amp_activation", "object_big", "probe_big", "probe_mask", "pad_object",
-        "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "early_stop_patience", "max_train_seconds",
-        "learning_rate",
+        "object_window", "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "early_stop_patience",
+        "max_train_seconds", "learning_rate",
         "nll_weight", "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
         "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
         "strategy", "num_nodes", "checkpoint_every", "compile", "stitch_crop", "flip_x", "flip_y", "transpose",
@@ -93,6 +96,22 @@ def test_every_validated_field_is_covered():
     validated = {f.name for c in (ModelConfig, TrainingConfig, InferenceConfig) for f in attrs.fields(c)
                  if f.validator is not None and f.name != "model"}
     assert validated == covered
+
+
+def test_object_window_is_an_even_centred_window_with_a_network_output_to_fill_it():
+    assert ModelConfig().window_side == 32 and not ModelConfig(gridsize=2).uses_probe_big
+    assert ModelConfig(N=128, object_window=0.75).window_side == 96
+    wide = ModelConfig(gridsize=2, object_window=1)  # an integer is a number too
+    assert wide.object_window == 1.0 and wide.window_side == 64 and wide.uses_probe_big
+    assert not ModelConfig(gridsize=2, object_window=1.0, object_big=False, probe_big=False).uses_probe_big
+    with pytest.raises(ConfigError, match=r"ModelConfig.object_window: expected N \* object_window to be an even "
+                                          r"integer .* got 0.6 with N = 64 \(38.4 pixels\)"):
+        ModelConfig(object_window=0.6)
+    with pytest.raises(ConfigError, match="object_window.*even integer.*N = 64 .33 pixels"):
+        ModelConfig(object_window=33 / 64)
+    with pytest.raises(ConfigError, match="pad_object = true and probe_big = false the network predicts nothing"):
+        ModelConfig(gridsize=2, object_window=0.75, probe_big=False)
+    assert ModelConfig(gridsize=2, object_window=0.75, probe_big=False, pad_object=False).window_side == 48
 
 
 def test_num_nodes_needs_ddp():

@@ -40,7 +40,7 @@ def test_model_config_round_trip():
     config = non_default(ModelConfig)
     legacy = to_legacy_dict(config)
     assert set(legacy) == {"N", "gridsize", "n_filters_scale", "amp_activation", "object.big", "probe.big",
-                           "probe.mask", "pad_object", "probe_scale", "gaussian_smoothing_sigma"}
+                           "probe.mask", "pad_object", "object_window", "probe_scale", "gaussian_smoothing_sigma"}
     assert from_legacy_dict(legacy, ModelConfig) == config
     assert from_legacy_dict({**legacy, "K": 16}).model == config  # gridsize 4 needs 16 neighbours
 

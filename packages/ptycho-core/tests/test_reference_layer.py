@@ -229,3 +229,26 @@ def test_probe_outside_window_is_the_energy_fraction_outside_the_merge_window():
     bad[5, 5] = np.nan
     with pytest.raises(DataError, match="probe"):
         R.probe_outside_window(bad)
+    assert R.probe_outside_window(probe, 10) == pytest.approx(16.0 / 145.0)  # rows [3, 13) now hold (3, 4)
+    assert R.probe_outside_window(probe, 16) == 0.0
+
+
+def test_the_merge_window_is_configurable_and_checked():
+    assert R.window_bounds(64) == (16, 48) and R.window_bounds(64, 48) == (8, 56) and R.window_bounds(64, 64) == (0, 64)
+    w = R.merge_window(8, 6)
+    assert w.sum() == 36 and w[1:7, 1:7].all()
+    for bad in (7, 0, 66, 2.0, True):
+        with pytest.raises(DataError, match="window"):
+            R.window_bounds(64, bad)
+    rng = np.random.default_rng(3)
+    patches = rng.normal(size=(2, 16, 16, 4)) + 1j * rng.normal(size=(2, 16, 16, 4))
+    offsets = rng.uniform(-2, 2, size=(2, 4, 2))
+    whole, whole_object = R.merge_patches(patches, offsets, 2, 16)
+    # with the whole patch kept, the count is the number of patches covering each pixel: the merge of a
+    # constant is that constant wherever every patch covers the canvas
+    const = R.merge_patches(np.full((2, 16, 16, 4), 2.0 + 1.0j), offsets, 2, 16)[0]
+    # the canvas widens with the window, 16 + 4 + 10 + (16 - 8) = 38, so a window moves as far before leaving it
+    assert whole.shape == const.shape == (2, 38, 38) and R.merge_canvas_side(16, 2, 16) == 38
+    inner = slice(19 - 5, 19 + 5)  # every patch covers the centre +- (8 - 2) less its shift
+    np.testing.assert_allclose(const[:, inner, inner], 2.0 + 1.0j, rtol=2e-3)
+    assert np.abs(whole_object - R.merge_patches(patches, offsets, 2)[1]).max() > 0.1

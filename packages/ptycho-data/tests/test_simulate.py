@@ -197,21 +197,24 @@ def test_probe_window_zeroes_the_probe_outside_the_central_window_only():
     np.testing.assert_allclose(ratio, np.full(ratio.shape, ratio.real.mean()), rtol=1e-5)
 
 
-@pytest.mark.parametrize("window", [True, False])
-def test_true_object_fits_the_training_physics_exactly_only_inside_its_support(window):
+@pytest.mark.parametrize(("window", "object_window"), [(True, 0.5), (False, 0.5), (False, 1.0)])
+def test_true_object_fits_the_training_physics_exactly_only_inside_its_support(window, object_window):
     """The physics layer of training (merge of the groups' central windows, physics.md s5) reproduces the
     noiseless data from the true patches, up to the one scale of the normalisations, when the probe lies in
-    the window; the default probe's tails outside it are a misfit no object can remove."""
+    the window; the default probe's tails outside the N/2 window are a misfit no object can remove, unless the
+    merge keeps the whole patch (``ModelConfig.object_window`` 1.0)."""
     from ptycho_data.grouping import group_dataset
 
     ds = simulate_dataset(SimulationConfig(noise=False, n_positions=64, probe_window=window, seed=5), progress=False)
     g = group_dataset(ds, gridsize=2, seed=1)
     probe_n = reference.normalize_probe(ds.probe)
-    lam = reference.physics_forward(g.Y, g.offsets, probe_n, gridsize=2, object_big=True, scale=1.0)["lam"]
+    side = int(object_window * ds.probe.shape[0])
+    lam = reference.physics_forward(g.Y, g.offsets, probe_n, gridsize=2, object_big=True, scale=1.0,
+                                    window=side)["lam"]
     k = np.asarray(g.X, dtype=np.float64) ** 2
     amp = np.sqrt(lam.astype(np.float64))
     c = float(np.sum(amp * np.sqrt(k)) / np.sum(amp**2))  # the best single scale
     misfit = reference.amplitude_misfit(c * c * lam.astype(np.float64), k)
-    # window: float32 rounding only, below the Poisson noise of a pattern of 1e9 photons (misfit ~ N^2 / 4e9);
-    # without: the ~0.8 % of the probe's energy outside the window
-    assert misfit < 1e-6 if window else misfit > 1e-3
+    # window or whole patch: float32 rounding only, below the Poisson noise of a pattern of 1e9 photons (misfit
+    # ~ N^2 / 4e9); N/2 window and the default probe: the ~0.8 % of the probe's energy outside the window
+    assert misfit < 1e-6 if window or object_window == 1.0 else misfit > 1e-3

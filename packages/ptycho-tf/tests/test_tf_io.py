@@ -10,7 +10,7 @@ import pytest
 from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.errors import BundleError
 from ptycho_tf import io
-from ptycho_tf.infer import infer_model
+from ptycho_tf.infer import infer_model, predict_patches
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +128,56 @@ def test_groups_of_another_gridsize_are_refused_before_inference(handle, grouped
 
     with pytest.raises(ConfigError, match=r"groups of 1 patterns of 64 x 64 do not fit the model .*gridsize = 2"):
         _infer(handle, grouped64)
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["pad_object", "no_pad_object"])
+def wide_handle(request):
+    """A gridsize-2 model with the whole-patch merge window (object_window 1.0), a set probe and scale."""
+    mc = ModelConfig(N=64, gridsize=2, n_filters_scale=1, object_window=1.0, pad_object=request.param)
+    tc = TrainingConfig(model=mc, backend="tensorflow", seed=11, probe_trainable=True)
+    h = io.build_handle(mc, tc)
+    h.native.physics.set_probe(np.full((64, 64), 0.3 - 0.1j, np.complex64))
+    h.native.physics.intensity_scale.assign(42.0)
+    return h
+
+
+def test_wide_window_export_import_reproduces_the_output(wide_handle, grouped64_g2):
+    mc = wide_handle.model_config
+    w = io.export_weights(wide_handle)
+    big = {f"{head}.big.{part}.{kind}" for head in ("amp", "phase") for part in ("conv1", "conv2", "out")
+           for kind in ("kernel", "bias")}
+    # the outer branch is built (and exported) with pad_object; without it one head predicts the whole patch
+    assert (big <= set(w)) == mc.pad_object and bool(big & set(w)) == mc.pad_object
+    imported = io.import_weights(mc, wide_handle.training_config, w)
+    again = io.export_weights(imported)
+    assert w.keys() == again.keys() and all(np.array_equal(w[k], again[k]) for k in w)
+    a, b = _infer(wide_handle, grouped64_g2), _infer(imported, grouped64_g2)
+    assert np.array_equal(a.patches, b.patches)
+    # the branch's weights do not fit a model built for the N/2 window (which has no branch)
+    narrow = ModelConfig(N=64, gridsize=2, n_filters_scale=1, pad_object=mc.pad_object)
+    if mc.pad_object:
+        with pytest.raises(BundleError, match=r"unexpected names .*amp\.big\..*object_window=0\.5.*built: False"):
+            io.import_weights(narrow, None, w)
+
+
+def test_wide_window_merged_inference_uses_the_window(wide_handle, grouped64_g2):
+    from ptycho_core import reference
+
+    data = grouped64_g2
+    got = predict_patches(wide_handle.native, data.X, 5, data.offsets)[..., 0]
+    patches = predict_patches(wide_handle.native, data.X, 5)
+    _, want = reference.merge_patches(patches, data.offsets, 2, window=64)
+    assert float(np.max(np.abs(got - want)) / np.max(np.abs(want))) < 1e-5
+    _, narrow = reference.merge_patches(patches, data.offsets, 2)
+    assert float(np.max(np.abs(got - narrow))) > 1e-3
+
+
+def test_wide_window_bundle_round_trips_object_window(wide_handle, grouped64_g2, tmp_path):
+    from ptycho_core.bundle import load_bundle, save_bundle
+
+    path = save_bundle(wide_handle, tmp_path / "bundle.zip")
+    loaded = load_bundle(path)
+    assert loaded.model_config.object_window == 1.0 and loaded.model_config.window_side == 64
+    assert loaded.model_config == wide_handle.model_config
+    assert loaded.native.physics.window == 64
+    assert np.array_equal(_infer(wide_handle, grouped64_g2).patches, _infer(loaded, grouped64_g2).patches)

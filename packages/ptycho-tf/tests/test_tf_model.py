@@ -60,6 +60,29 @@ def test_canonical_names_cover_every_convolution(pad_object, probe_big):
     assert ("amp.big.out" in convs1) == (pad_object and probe_big)
 
 
+def test_wider_window_at_gridsize_2_builds_the_probe_big_branch():
+    """object_window > 0.5 keeps the ring outside N/2 in the merge, so the outer branch is built (uses_probe_big)."""
+    mc = ModelConfig(N=64, gridsize=2, n_filters_scale=2, object_window=1.0)
+    assert mc.pad_object and mc.probe_big and mc.uses_probe_big
+    net = build_network(mc, seed=3)
+    convs = sorted(layer.name for layer in net.layers if type(layer).__name__ == "Conv2D")
+    assert sorted(canonical_conv_names(mc)) == convs
+    for head in ("amp", "phase"):
+        assert {f"{head}.big.conv1", f"{head}.big.conv2", f"{head}.big.out"} <= set(convs)
+    assert count_trainable(net) == 2_340_208  # the upstream gridsize-2 count, which includes the branch
+    X = np.random.default_rng(4).random((2, 64, 64, 4)).astype(np.float32)
+    amp, phase = (t.numpy() for t in net(X))
+    assert amp.shape == phase.shape == (2, 64, 64, 4) and np.all(np.isfinite(amp)) and np.all(np.isfinite(phase))
+    assert np.any(amp[:, :16] != 0) and np.any(amp[:, :, 48:] != 0)  # the ring outside N/2 is predicted
+
+
+def test_wider_window_without_pad_object_has_no_branch():
+    mc = ModelConfig(N=64, gridsize=2, n_filters_scale=1, object_window=1.0, pad_object=False)
+    convs = sorted(layer.name for layer in build_network(mc).layers if type(layer).__name__ == "Conv2D")
+    assert sorted(canonical_conv_names(mc)) == convs
+    assert "amp.up.conv1" in convs and not any(".big." in c for c in convs)
+
+
 def test_pad_object_without_probe_big_is_zero_outside_the_centre():
     mc = ModelConfig(N=64, n_filters_scale=1, pad_object=True, probe_big=False)
     amp, phase = (t.numpy() for t in build_network(mc, seed=1)(np.ones((1, 64, 64, 1), np.float32)))

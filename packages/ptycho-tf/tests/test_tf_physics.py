@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from ptycho_core import reference
+from ptycho_core.config import ModelConfig
 from ptycho_tf._env import tf
 from ptycho_tf.physics import (
     PhysicsLayer,
     canvas_side,
+    central_window,
     diffract_intensity,
     extract,
     losses,
@@ -75,6 +77,41 @@ def test_merge_never_mixes_groups():
     np.testing.assert_array_equal(full[2:3], alone)
 
 
+@pytest.mark.parametrize("window", [None, 32, 48, 64])
+def test_central_window_matches_reference(window):
+    w = central_window(64, window)
+    assert w.dtype == np.float32
+    np.testing.assert_array_equal(w, reference.merge_window(64, window))
+    side = 32 if window is None else window
+    assert w.sum() == side * side and w[32, 32] == 1.0
+
+
+@pytest.mark.parametrize("window", [48, 64])
+def test_merge_with_a_wider_window_matches_reference(window):
+    rng = np.random.default_rng(20 + window)
+    B, N, gridsize = 3, 64, 2
+    C = gridsize * gridsize
+    patches = _random_patches(rng, B, N, C)
+    offsets = rng.uniform(-6, 6, size=(B, C, 2))  # non-integer, float64
+    canvas = merge(tf.constant(patches), tf.constant(offsets), gridsize, window=window).numpy()
+    ref_canvas, _ = reference.merge_patches(patches, offsets, gridsize, window=window)
+    S = canvas_side(N, gridsize, window)
+    assert canvas.shape == ref_canvas.shape == (B, S, S)
+    assert _rel(canvas, ref_canvas) < RTOL
+    # the window matters: the default N/2 window gives another canvas
+    _, narrow = reference.merge_patches(patches, offsets, gridsize)
+    lo = (S - N) // 2
+    assert _rel(canvas[:, lo:lo + N, lo:lo + N], narrow) > 1e-2
+
+
+def test_merge_default_window_is_n_over_2():
+    rng = np.random.default_rng(6)
+    patches = _random_patches(rng, 2, 64, 4)
+    offsets = rng.uniform(-4, 4, size=(2, 4, 2))
+    default = merge(tf.constant(patches), tf.constant(offsets), 2).numpy()
+    np.testing.assert_array_equal(default, merge(tf.constant(patches), tf.constant(offsets), 2, window=32).numpy())
+
+
 def test_diffraction_matches_reference():
     rng = np.random.default_rng(1)
     psi = _random_patches(rng, 2, 64, 3)
@@ -97,6 +134,41 @@ def test_physics_layer_matches_reference_forward(gridsize, object_big):
     ref = reference.physics_forward(patches, offsets, probe_n, gridsize=gridsize, object_big=object_big, scale=7.5)
     assert _rel(lam.numpy(), ref["lam"]) < RTOL
     assert _rel(obj.numpy(), ref["patches"]) < RTOL
+
+
+@pytest.mark.parametrize(("object_window", "pad_object"), [(1.0, False), (0.75, True)])
+def test_physics_with_a_wider_window_matches_reference_forward(object_window, pad_object):
+    """The model's physics layer and training forward use ``ModelConfig.window_side`` (physics.md s5 step 1)."""
+    from ptycho_tf.module import PtychoModel
+
+    mc = ModelConfig(N=64, gridsize=2, n_filters_scale=1, object_window=object_window, pad_object=pad_object)
+    window = mc.window_side
+    rng = np.random.default_rng(30)
+    B, N, C = 2, 64, 4
+    patches = _random_patches(rng, B, N, C)
+    offsets = rng.uniform(-5, 5, size=(B, C, 2))
+    probe_n = reference.normalize_probe(np.exp(-((np.mgrid[:N, :N] - N / 2) ** 2).sum(0) / 200.0) + 0j)
+    model = PtychoModel(mc, seed=2)
+    model.physics.set_probe(probe_n)
+    model.physics.intensity_scale.assign(7.5)
+    assert model.physics.window == window
+    lam, obj = model.physics(tf.constant(patches), tf.constant(offsets))
+    ref = reference.physics_forward(patches, offsets, probe_n, gridsize=2, object_big=True, scale=7.5, window=window)
+    assert _rel(lam.numpy(), ref["lam"]) < RTOL
+    assert _rel(obj.numpy(), ref["patches"]) < RTOL
+    narrow = reference.physics_forward(patches, offsets, probe_n, gridsize=2, object_big=True, scale=7.5)
+    assert _rel(lam.numpy(), narrow["lam"]) > 1e-2  # the window changes the forward model
+    # the training forward: network -> physics layer with the model's window
+    X = rng.uniform(0.0, 1.0, size=(B, N, N, C)).astype(np.float32)
+    out = model((tf.constant(X), tf.constant(offsets)))
+    net = model.patches(tf.constant(X)).numpy()
+    ref = reference.physics_forward(net, offsets, probe_n, gridsize=2, object_big=True, scale=7.5, window=window)
+    assert _rel(out["lam"].numpy(), ref["lam"]) < RTOL
+
+
+def test_physics_layer_default_window_is_n_over_2():
+    layer = PhysicsLayer(N=64, gridsize=2, object_big=True, scale=1.0, scale_trainable=False, probe_trainable=False)
+    assert layer.window == 32
 
 
 def test_losses_match_reference_total_loss():

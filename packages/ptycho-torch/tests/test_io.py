@@ -53,6 +53,15 @@ def test_bundle_round_trip_is_bit_identical(tmp_path, trained, grouped64, suffix
         assert set(ckpt["hyper_parameters"]) == {"model_config", "training_config"}
 
 
+def test_a_bundle_keeps_the_object_window(tmp_path, grouped64_g2):
+    mc = ModelConfig(N=64, gridsize=2, n_filters_scale=1, object_window=1.0)
+    model = plugin.ptycho_build_model(mc, None)
+    loaded = load_bundle(save_bundle(model, tmp_path / "b"))
+    assert loaded.model_config.object_window == 1.0 and loaded.model_config.uses_probe_big
+    assert "amp.big.out.kernel" in plugin.ptycho_export_weights(loaded)
+    np.testing.assert_array_equal(_infer(loaded, grouped64_g2).patches, _infer(model, grouped64_g2).patches)
+
+
 def test_untrained_model_round_trips_through_a_bundle(tmp_path, grouped64):
     mc = ModelConfig(N=64, n_filters_scale=1)
     model = plugin.ptycho_build_model(mc, None)
@@ -89,7 +98,9 @@ def test_weights_for_another_architecture_are_a_bundle_error(tmp_path, trained):
         io.load_model(tmp_path, {"backend": "pytorch"}, ModelConfig(N=64, n_filters_scale=2), None)
 
 
-@pytest.mark.parametrize("variant", [{}, {"pad_object": False}, {"probe_big": False}, {"gridsize": 2}])
+@pytest.mark.parametrize("variant", [{}, {"pad_object": False}, {"probe_big": False}, {"gridsize": 2},
+                                     {"gridsize": 2, "object_window": 1.0},
+                                     {"gridsize": 2, "object_window": 0.75, "pad_object": False}])
 def test_canonical_export_import_export_is_bit_identical(trained, variant):
     if variant:
         mc = ModelConfig(N=64, n_filters_scale=1, **variant)

@@ -13,11 +13,13 @@ from ptycho_torch.model import PtychoNet, count_trainable, decoder_filters, enco
 
 # physics.md s4: upstream counts 2,331,772 (gridsize 1) and 2,340,208 (gridsize 2); the gridsize-2 count
 # includes the probe_big branch that the masked merge zeroes, which we do not build (2,257,000 without it)
-@pytest.mark.parametrize(("gridsize", "object_big", "expected"),
-                         [(1, True, 2_331_772), (2, True, 2_257_000), (2, False, 2_340_208)])
-def test_reference_parameter_count(gridsize, object_big, expected):
+# unless a window wider than N/2 (object_window) lets it reach the loss
+@pytest.mark.parametrize(("gridsize", "object_big", "object_window", "expected"),
+                         [(1, True, 0.5, 2_331_772), (2, True, 0.5, 2_257_000), (2, False, 0.5, 2_340_208),
+                          (2, True, 1.0, 2_340_208)])
+def test_reference_parameter_count(gridsize, object_big, object_window, expected):
     net = PtychoNet(N=64, gridsize=gridsize, n_filters_scale=2, probe_big=True, pad_object=True,
-                    object_big=object_big)
+                    object_big=object_big, object_window=object_window)
     assert count_trainable(net) == expected
 
 
@@ -31,6 +33,51 @@ def test_no_probe_big_branch_where_the_masked_merge_zeroes_it(gridsize):
     outside = amp.clone()
     outside[..., 16:48, 16:48] = 0
     assert torch.all(outside == 0)  # pad_object alone: zero outside the central N/2
+
+
+@pytest.mark.parametrize(("pad_object", "names"), [(True, ("amp.big.conv1", "phase.big.out")),
+                                                    (False, ("amp.up.conv1", "phase.up.conv1"))])
+def test_a_window_wider_than_half_the_patch_gets_a_network_output_to_fill_it(pad_object, names):
+    """object_window 1.0 at gridsize 2: the merge keeps whole patches, so the network predicts them whole (with
+    pad_object the probe_big branch is built, as at gridsize 1; without it one head predicts N x N)."""
+    torch.manual_seed(0)
+    net = PtychoNet(N=64, gridsize=2, n_filters_scale=1, probe_big=True, pad_object=pad_object, object_window=1.0)
+    convs = [name for name, _ in net.canonical_convs()]
+    assert all(name in convs for name in names)
+    with torch.no_grad():
+        amp = net(torch.rand(1, 4, 64, 64)).abs()
+    outside = amp.clone()
+    outside[..., 16:48, 16:48] = 0
+    assert outside.abs().max() > 0
+    with pytest.raises(ConfigError, match="object_window"):
+        PtychoNet(N=64, gridsize=2, n_filters_scale=1, probe_big=False, object_window=1.0)
+
+
+@pytest.mark.parametrize(("amp_activation", "bias"), [("swish", -3.0), ("sigmoid", 0.0)])
+def test_gradient_with_respect_to_the_amplitude_is_right_also_where_it_is_negative(amp_activation, bias):
+    """The output A exp(i phi) differentiates like the formula, also for A < 0 (swish): torch.polar's backward
+    takes |A| and gave the opposite sign there; a central difference along the amplitude head's bias checks it."""
+    torch.manual_seed(0)
+    net = PtychoNet(N=64, gridsize=1, n_filters_scale=1, amp_activation=amp_activation, probe_big=False)
+    x = torch.rand(2, 1, 64, 64)
+    weights = torch.randn(2, 1, 64, 64, dtype=torch.complex64)
+    b = net.amp.out.bias
+    with torch.no_grad():
+        b.fill_(bias)
+
+    def value() -> torch.Tensor:
+        return (net(x) * weights).real.sum()
+
+    value().backward()
+    grad = float(b.grad.sum())
+    with torch.no_grad():
+        amp = net(x).abs()  # the amplitudes themselves (|A|; their sign is what matters)
+        b.add_(1e-2)
+        up = float(value())
+        b.sub_(2e-2)
+        down = float(value())
+    assert amp.max() > 0
+    assert grad == pytest.approx((up - down) / 2e-2, rel=2e-2)
 
 
 def test_filter_tables_follow_conventions():

@@ -87,6 +87,27 @@ def test_merge_and_extract_match_reference(gridsize):
     _close(ours, reference.extract_from_canvas(ref_canvas, offsets, N))
 
 
+@pytest.mark.parametrize("window", [40, 48, 64])
+def test_merge_with_a_wider_window_matches_reference(window):
+    """``ModelConfig.object_window`` > 0.5: the merge keeps the central ``window`` pixels of each patch."""
+    from ptycho_core import reference
+
+    rng = np.random.default_rng(window)
+    B, N, gridsize = 3, 64, 2
+    patches = _cplx(rng, B, N, N, 4)
+    offsets = rng.uniform(-5, 5, size=(B, 4, 2))
+    canvas = merge(_cf(patches), torch.from_numpy(offsets).float(), gridsize, window)
+    ref_canvas, ref_object = reference.merge_patches(patches, offsets, gridsize, window)
+    assert canvas.shape[-1] == canvas_side(N, gridsize) + window - N // 2
+    _close(canvas.numpy(), ref_canvas)
+    narrow = reference.merge_patches(patches, offsets, gridsize)[1]
+    assert np.abs(ref_object - narrow).max() > 0.1  # the window matters: pixels outside N/2 now merge
+    gen = torch.Generator().manual_seed(window)
+    _same_values_and_gradients(lambda q: merge(q, torch.from_numpy(offsets).float(), gridsize, window),
+                               lambda q: merge_translated(q, torch.from_numpy(offsets).float(), gridsize, window),
+                               _cf(patches), gen)
+
+
 def _same_values_and_gradients(fast_fn, plain_fn, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Apply both forms to copies of ``x``; assert equal outputs and equal gradients of a random linear
     functional of them (non-zero); return the output."""
@@ -129,8 +150,9 @@ def test_extract_two_taps_equals_translated_canvas_with_gradients(gridsize, N, s
     assert out.shape == (B, C, N, N)
 
 
-@pytest.mark.parametrize(("gridsize", "object_big"), [(1, True), (2, True), (2, False)])
-def test_physics_forward_matches_reference(gridsize, object_big):
+@pytest.mark.parametrize(("gridsize", "object_big", "window"), [(1, True, None), (2, True, None), (2, False, None),
+                                                                (2, True, 64)])
+def test_physics_forward_matches_reference(gridsize, object_big, window):
     from ptycho_core import reference
 
     rng = np.random.default_rng(10 + gridsize)
@@ -140,10 +162,11 @@ def test_physics_forward_matches_reference(gridsize, object_big):
     probe = reference.normalize_probe(_cplx(rng, N, N))
     scale = 37.5
     layer = PhysicsLayer(N=N, gridsize=gridsize, object_big=object_big, scale=scale, scale_trainable=True,
-                         probe_trainable=False)
+                         probe_trainable=False, window=window)
     layer.set_probe(torch.from_numpy(probe))
     lam, obj = layer(_cf(patches), torch.from_numpy(offsets).float())
-    ref = reference.physics_forward(patches, offsets, probe, gridsize=gridsize, object_big=object_big, scale=scale)
+    ref = reference.physics_forward(patches, offsets, probe, gridsize=gridsize, object_big=object_big, scale=scale,
+                                    window=window)
     _close(_cl(lam), ref["lam"])
     _close(_cl(obj), ref["patches"])
 

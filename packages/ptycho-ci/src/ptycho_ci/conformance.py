@@ -174,7 +174,7 @@ class BackendConformance:
                                        "group object, physics.md s6)")
             assert result.patches.shape == (B, N, N) and result.patches.dtype == np.complex64
             raw = conformance_backend.forward(trained.model, grouped, training_config).patches
-            expected = reference.merge_patches(raw, grouped.offsets, mc.gridsize)[1]
+            expected = reference.merge_patches(raw, grouped.offsets, mc.gridsize, mc.window_side)[1]
             peak = float(np.abs(expected).max())
             np.testing.assert_allclose(result.patches, expected, rtol=1e-3, atol=1e-3 * peak,
                                        err_msg="patches != reference.merge_patches of the network's patches")

@@ -180,11 +180,19 @@ class ModelConfig:
     """Merge the C patches of a group into one object canvas (gridsize > 1)."""
     probe_big: bool = attrs.field(default=True, validator=_boolean)
     """Predict the object outside the central N/2 square with an extra branch; off at gridsize > 1 with
-    object_big, where the masked merge zeroes it (see uses_probe_big)."""
+    object_big and the default object_window, where the masked merge zeroes it (see uses_probe_big)."""
     probe_mask: bool = attrs.field(default=False, validator=_boolean)
     """Apply a hard disk mask (radius N/4) to the probe."""
     pad_object: bool = attrs.field(default=True, validator=_boolean)
     """Zero-pad the central N/2 prediction to N (see physics.md s4)."""
+    object_window: float = attrs.field(
+        default=0.5, converter=_to_float,
+        validator=_Expect(_v.and_(_v.instance_of(float), _v.ge(0.5), _v.le(1.0)), "a number from 0.5 to 1.0"),
+    )
+    """Side of the central window that the merge keeps of each patch, as a fraction of N (physics.md s5
+    step 1): 0.5, the upstream N/2 window, to 1.0, the whole patch; N * object_window must be an even
+    integer. Wider than 0.5 lets a gridsize > 1 model represent the object under a probe that reaches
+    outside the N/2 window (physics.md s5, "Object support and the probe")."""
     probe_scale: float = attrs.field(default=4.0, converter=_to_float, validator=_number(0.0, strict=True))
     """Probe normalisation: mean(|M*P|) = 1/probe_scale."""
     gaussian_smoothing_sigma: float = attrs.field(
@@ -197,6 +205,23 @@ class ModelConfig:
         """Number of patterns per group, ``gridsize**2``."""
         return self.gridsize * self.gridsize
 
+    def __attrs_post_init__(self) -> None:
+        side = self.object_window * self.N
+        if side != int(side) or int(side) % 2:
+            raise ConfigError(f"ModelConfig.object_window: expected N * object_window to be an even integer "
+                              f"(the window is centred on the N x N patch), got {self.object_window!r} "
+                              f"with N = {self.N} ({side:g} pixels)")
+        if self.stitches_group_object and self.window_side > self.N // 2 and self.pad_object and not self.probe_big:
+            raise ConfigError(f"ModelConfig.object_window: {self.object_window!r} is wider than the N/2 window, but "
+                              f"with pad_object = true and probe_big = false the network predicts nothing outside "
+                              f"N/2; set probe_big = true (the outer branch fills the wider window) or "
+                              f"pad_object = false (one head predicts the whole patch)")
+
+    @property
+    def window_side(self) -> int:
+        """Side in pixels of the central window the merge keeps of each patch: ``N * object_window``."""
+        return int(self.object_window * self.N)
+
     @property
     def uses_probe_big(self) -> bool:
         """Whether the network builds the ``probe_big`` outer branch: ``probe_big`` and not a merged group.
@@ -204,12 +229,14 @@ class ModelConfig:
         At gridsize > 1 with ``object_big`` the physics layer merges the C patches of a group
         with the numerator masked by the central N/2 window (physics.md s5 step 1), so everything
         the outer branch predicts outside that window is multiplied by zero: its parameters get
-        no gradient and never train. The branch is therefore not built there (physics.md s4).
-        At gridsize 1, or without ``object_big`` (patches not merged), the outer prediction
-        reaches the diffraction model and the branch is built when ``probe_big`` is true.
+        no gradient and never train. The branch is therefore not built there (physics.md s4),
+        unless ``object_window`` widens the window beyond N/2 (the branch then fills the ring
+        between the N/2 square and the window). At gridsize 1, or without ``object_big`` (patches
+        not merged), the outer prediction reaches the diffraction model and the branch is built
+        when ``probe_big`` is true.
         Both backends and their weight export/import decide with this property.
         """
-        return self.probe_big and not self.stitches_group_object
+        return self.probe_big and (not self.stitches_group_object or self.window_side > self.N // 2)
 
     @property
     def stitches_group_object(self) -> bool:

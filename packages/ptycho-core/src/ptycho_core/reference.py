@@ -9,7 +9,7 @@ Implements the non-learned parts of physics.md exactly as docs/conventions.md fi
 - the physics layer inside training (s3): :func:`merge_patches`, :func:`extract_from_canvas`,
   :func:`physics_forward`, :func:`poisson_nll`, :func:`poisson_deviance`,
   :func:`amplitude_misfit`, :func:`total_loss`, :func:`merge_window`,
-  :func:`probe_outside_window`;
+  :func:`window_bounds`, :func:`probe_outside_window`;
 - stitching (s4): :func:`canvas_geometry`, :func:`apply_flips`, :func:`crop_center`,
   :func:`reassemble`, :func:`reassemble_loop`, :func:`splat_sum` (the adjoint of
   :func:`extract_patches`, used by :mod:`ptycho.refine`).
@@ -38,6 +38,7 @@ from ptycho_core.reference_layer import (
     poisson_nll,
     probe_outside_window,
     total_loss,
+    window_bounds,
 )
 from ptycho_core.reference_physics import (
     diffract,
@@ -92,6 +93,7 @@ __all__ = [
     "splat_sum",
     "total_loss",
     "translate",
+    "window_bounds",
 ]
 
 

@@ -23,18 +23,26 @@ LOG_EPS = 1e-12
 """Epsilon inside the logarithm / square root of the loss (conventions s3.6)."""
 
 
-def canvas_side(N: int, gridsize: int) -> int:
-    """Side ``S = N + (gridsize - 1) * 4 + 10`` of the merge canvas, unchecked (the one place of the formula).
+def canvas_side(N: int, gridsize: int, window: int | None = None) -> int:
+    """Side ``S = N + (gridsize - 1) * 4 + 10 + (window - N // 2)`` of the merge canvas, unchecked (the one place
+    of the formula).
 
-    The backends call it in their layers, where ``N`` may be a traced size; :func:`merge_canvas_side`
-    is the checked form.
+    ``window`` is the side of the merge's central window (``ModelConfig.window_side``; default ``N // 2``,
+    which gives upstream's ``N + (gridsize - 1) * 4 + 10``). A wider window widens the canvas by as much, so
+    a window can move as far from the group's centre before it leaves the canvas: ``N/4 + 5 + 2 (gridsize - 1)``
+    pixels, 23 at N = 64 and gridsize 2, whatever the window. The backends call it in their layers, where
+    ``N`` may be a traced size; :func:`merge_canvas_side` is the checked form.
     """
-    return N + (gridsize - 1) * 4 + 10
+    return N + (gridsize - 1) * 4 + 10 + (0 if window is None else window - N // 2)
 
 
-def merge_canvas_side(N: int, gridsize: int) -> int:
-    """:func:`canvas_side` of ``N`` and ``gridsize`` checked to be positive integers (``DataError`` if not)."""
-    return canvas_side(_check_size(N, "N"), _check_size(gridsize, "gridsize"))
+def merge_canvas_side(N: int, gridsize: int, window: int | None = None) -> int:
+    """:func:`canvas_side` of ``N`` and ``gridsize`` checked to be positive integers (``DataError`` if not),
+    and of ``window`` checked by :func:`window_bounds`."""
+    N = _check_size(N, "N")
+    if window is not None:
+        window_bounds(N, window)
+    return canvas_side(N, _check_size(gridsize, "gridsize"), window)
 
 
 def _check_offsets(offsets, B: int, C: int) -> np.ndarray:
@@ -58,19 +66,37 @@ def _check_patches(patches, gridsize: int | None = None) -> np.ndarray:
     return p
 
 
-def merge_window(N: int) -> np.ndarray:
-    """Central-window mask, float64: 1 on rows and columns ``[N//4, 3N//4)`` of an N x N patch.
+def window_bounds(N: int, side: int | None = None) -> tuple[int, int]:
+    """Rows (and columns) ``[lo, hi)`` of the central window of side ``side`` (default ``N // 2``) of an N x N patch.
+
+    ``lo = (N - side) // 2``; ``side`` must be even and at most N (``ModelConfig.window_side``;
+    physics.md s5 step 1), so the window is centred. ``DataError`` otherwise.
+    """
+    N = _check_size(N, "N")
+    if side is None:
+        side = N // 2
+    if isinstance(side, bool) or not isinstance(side, numbers.Integral) or not 0 < side <= N or side % 2:
+        raise DataError(f"window: expected an even number of pixels from 2 to N = {N}, got {side!r}")
+    lo = (N - int(side)) // 2
+    return lo, lo + int(side)
+
+
+def merge_window(N: int, side: int | None = None) -> np.ndarray:
+    """Central-window mask, float64: 1 on rows and columns ``[lo, hi)`` of :func:`window_bounds`, 0 elsewhere.
 
     The window by which the merge masks every patch (conventions s3.1): the object support of a
-    model at gridsize > 1."""
-    N = _check_size(N, "N")
+    model at gridsize > 1. The default side is ``N // 2`` (rows ``[N//4, 3N//4)``)."""
+    lo, hi = window_bounds(N, side)
     w = np.zeros((N, N), dtype=np.float64)
-    w[N // 4:(3 * N) // 4, N // 4:(3 * N) // 4] = 1.0
+    w[lo:hi, lo:hi] = 1.0
     return w
 
 
-def probe_outside_window(probe) -> float:
-    """Fraction of the probe's energy ``sum |P|^2`` outside the central window (rows and columns ``[N//4, 3N//4)``).
+def probe_outside_window(probe, side: int | None = None) -> float:
+    """Fraction of the probe's energy ``sum |P|^2`` outside the central window of :func:`merge_window`.
+
+    ``side`` is the window's side in pixels (``ModelConfig.window_side``; default ``N // 2``, rows
+    and columns ``[N//4, 3N//4)``).
 
     At gridsize > 1 the merge masks every patch by that window (conventions s3.1), so the model's
     object is zero outside the union of a group's windows and the part of the probe outside its own
@@ -89,15 +115,15 @@ def probe_outside_window(probe) -> float:
     total = float(power.sum())
     if not total > 0.0:
         raise DataError("probe: expected a probe with non-zero intensity, got all zeros")
-    return float(max(0.0, 1.0 - float(np.sum(power * merge_window(N))) / total))
+    return float(max(0.0, 1.0 - float(np.sum(power * merge_window(N, side))) / total))
 
 
-def _merge64(p: np.ndarray, off: np.ndarray, gridsize: int) -> np.ndarray:
+def _merge64(p: np.ndarray, off: np.ndarray, gridsize: int, window: int | None = None) -> np.ndarray:
     """Merge in complex128: patches (B, N, N, C), offsets (B, C, 2) -> canvas (B, S, S)."""
     B, N, _, C = p.shape
-    S = merge_canvas_side(N, gridsize)
+    S = merge_canvas_side(N, gridsize, window)
     lo = (S - N) // 2
-    w = merge_window(N)
+    w = merge_window(N, window)
     padded = np.zeros((B, C, S, S), dtype=np.complex128)
     padded[:, :, lo:lo + N, lo:lo + N] = np.moveaxis(p, -1, 1) * w
     wpad = np.zeros((B * C, S, S), dtype=np.float64)
@@ -108,11 +134,12 @@ def _merge64(p: np.ndarray, off: np.ndarray, gridsize: int) -> np.ndarray:
     return num / (den + MERGE_EPS)
 
 
-def merge_patches(patches, offsets, gridsize: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_patches(patches, offsets, gridsize: int, window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge the C patches of every group onto one canvas (conventions s3.1-2).
 
     ``canvas = sum_c T(pad(O_c * w)) / (sum_c T(pad(w)) + 1e-3)`` with ``T`` the translation
-    by the offset ``(dx_c, dy_c)`` and ``w`` the central window ``[N/4, 3N/4)``.
+    by the offset ``(dx_c, dy_c)`` and ``w`` the central window (:func:`merge_window` of side
+    ``window``, default ``N // 2``: ``[N/4, 3N/4)``).
 
     Parameters
     ----------
@@ -121,7 +148,10 @@ def merge_patches(patches, offsets, gridsize: int) -> tuple[np.ndarray, np.ndarr
     offsets : array_like, shape (B, C, 2)
         Offsets ``(x, y)`` of each patch relative to its group centre.
     gridsize : int
-        Group side; the canvas side is ``S = N + (gridsize - 1) * 4 + 10``.
+        Group side; the canvas side is ``S = N + (gridsize - 1) * 4 + 10`` (plus ``window - N // 2``,
+        :func:`canvas_side`).
+    window : int, optional
+        Side of the central window in pixels (``ModelConfig.window_side``; default ``N // 2``).
 
     Returns
     -------
@@ -131,7 +161,7 @@ def merge_patches(patches, offsets, gridsize: int) -> tuple[np.ndarray, np.ndarr
     """
     p = _check_patches(patches, gridsize)
     off = _check_offsets(offsets, p.shape[0], p.shape[3])
-    canvas = _merge64(p.astype(np.complex128), off, gridsize)
+    canvas = _merge64(p.astype(np.complex128), off, gridsize, window)
     N, S = p.shape[1], canvas.shape[-1]
     lo = (S - N) // 2
     return canvas.astype(np.complex64), canvas[:, lo:lo + N, lo:lo + N].astype(np.complex64)
@@ -174,7 +204,8 @@ def extract_from_canvas(canvas, offsets, N: int) -> np.ndarray:
     return _extract64(cv.astype(np.complex128), off, N).astype(np.complex64)
 
 
-def physics_forward(patches, offsets, probe_n, *, gridsize: int, object_big: bool, scale: float) -> dict:
+def physics_forward(patches, offsets, probe_n, *, gridsize: int, object_big: bool, scale: float,
+                    window: int | None = None) -> dict:
     """Physics layer forward pass (conventions s3.1-5), group by group.
 
     Merge and extract only when ``C > 1`` and ``object_big``; otherwise the patches pass
@@ -194,6 +225,8 @@ def physics_forward(patches, offsets, probe_n, *, gridsize: int, object_big: boo
         Merge the patches of a group (when C > 1).
     scale : float
         Intensity scale ``s`` (photon units).
+    window : int, optional
+        Side of the merge's central window in pixels (``ModelConfig.window_side``; default ``N // 2``).
 
     Returns
     -------
@@ -213,7 +246,7 @@ def physics_forward(patches, offsets, probe_n, *, gridsize: int, object_big: boo
     if not math.isfinite(s):
         raise ConfigError(f"scale: expected a finite number, got {scale!r}")
     if C > 1 and object_big:
-        canvas = _merge64(p, off, gridsize)
+        canvas = _merge64(p, off, gridsize, window)
         lo = (canvas.shape[-1] - N) // 2
         obj = canvas[:, lo:lo + N, lo:lo + N]
         o_prime = _extract64(canvas, off, N)

@@ -31,7 +31,7 @@ def _predict_fn(native: PtychoModel, merged: bool = False):
     """A ``tf.function`` (traced once per model and input shape) mapping X to complex patches.
 
     ``merged``: the function takes ``(X, offsets)`` and returns each group's merged object
-    (physics.md s5 steps 1-2), (B, N, N).
+    (physics.md s5 steps 1-2, with the model's ``window_side``), (B, N, N).
     """
     attr = "_ptycho_predict_merged_fn" if merged else "_ptycho_predict_fn"
     fn = getattr(native, attr, None)
@@ -39,11 +39,11 @@ def _predict_fn(native: PtychoModel, merged: bool = False):
         N, C = native.model_config.N, native.model_config.channels
         x_spec = tf.TensorSpec([None, N, N, C], tf.float32)
         if merged:
-            gridsize = native.model_config.gridsize
+            gridsize, window = native.model_config.gridsize, native.model_config.window_side
 
             @tf.function(input_signature=[x_spec, tf.TensorSpec([None, C, 2], tf.float64)], reduce_retracing=True)
             def fn(X, offsets):
-                return centre_crop(merge(native.patches(X, training=False), offsets, gridsize), N)
+                return centre_crop(merge(native.patches(X, training=False), offsets, gridsize, window), N)
         else:
             @tf.function(input_signature=[x_spec], reduce_retracing=True)
             def fn(X):

@@ -96,7 +96,9 @@ def _decoder(code, head: str, mc: ModelConfig, seeds: _Seeds):
     centre = _conv(x[..., :-BIG_BORDER], C, f"{head}.out", seeds)
     centre = _activation(head, mc.amp_activation)(centre)
     y = keras.layers.ZeroPadding2D(N // 4, name=f"{head}.pad")(centre)
-    if mc.uses_probe_big:  # not at gridsize > 1 with object_big: the masked merge zeroes it (physics.md s4)
+    # not at gridsize > 1 with object_big and the N/2 window: the masked merge zeroes it (physics.md s4);
+    # with a wider window (ModelConfig.window_side > N/2) it fills the ring outside N/2 that the window keeps
+    if mc.uses_probe_big:
         big = _up(x[..., -BIG_BORDER:], probe_big_filters(N, nfs), f"{head}.big", seeds)
         big = _conv(big, C, f"{head}.big.out", seeds, "swish")
         big = OuterMask(N, name=f"{head}.big.mask")(big)

@@ -58,7 +58,7 @@ class PtychoModel(keras.Model):
         self.net = build_network(mc, seed=seed)
         self.s0 = physics_scale(effective_nphotons(tc), mc.N)
         self.physics = PhysicsLayer(
-            N=mc.N, gridsize=mc.gridsize, object_big=mc.object_big, scale=self.s0,
+            N=mc.N, gridsize=mc.gridsize, object_big=mc.object_big, scale=self.s0, window=mc.window_side,
             scale_trainable=tc.intensity_scale_trainable if tc is not None else False,
             probe_trainable=tc.probe_trainable if tc is not None else False, name="physics",
         )

@@ -21,7 +21,12 @@ from __future__ import annotations
 import numpy as np
 
 from ptycho_core.errors import ConfigError
-from ptycho_core.reference_layer import LOG_EPS, MERGE_EPS, canvas_side  # one definition for all backends
+from ptycho_core.reference_layer import (  # one definition for all backends
+    LOG_EPS,
+    MERGE_EPS,
+    canvas_side,
+    window_bounds,
+)
 from ptycho_tf._env import keras, tf
 
 
@@ -77,10 +82,15 @@ def _real_dtype(x: tf.Tensor):
     return x.dtype.real_dtype if x.dtype.is_complex else x.dtype
 
 
-def central_window(N: int) -> np.ndarray:
-    """(N, N) float32 window: 1 on rows and columns ``[N/4, 3N/4)``, 0 elsewhere."""
+def central_window(N: int, side: int | None = None) -> np.ndarray:
+    """(N, N) float32 window: 1 on rows and columns ``[lo, hi)``, 0 elsewhere.
+
+    ``(lo, hi) = reference.window_bounds(N, side)``: the centred window of side ``side`` pixels
+    (``ModelConfig.window_side``); the default ``N // 2`` gives ``[N/4, 3N/4)``.
+    """
+    lo, hi = window_bounds(N, side)
     w = np.zeros((N, N), dtype=np.float32)
-    w[N // 4: 3 * N // 4, N // 4: 3 * N // 4] = 1.0
+    w[lo:hi, lo:hi] = 1.0
     return w
 
 
@@ -89,7 +99,7 @@ def _flat_offsets(offsets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.reshape(off[..., 0], [-1]), tf.reshape(off[..., 1], [-1])
 
 
-def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int) -> tf.Tensor:
+def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int, window: int | None = None) -> tf.Tensor:
     """Merge the C patches of each group onto its own canvas (conventions s3.1).
 
     ``canvas = sum_c T(pad(O_c * w)) / (sum_c T(pad(w)) + 1e-3)`` per group.
@@ -102,21 +112,23 @@ def merge(patches: tf.Tensor, offsets: tf.Tensor, gridsize: int) -> tf.Tensor:
         (B, C, 2) offsets (x, y).
     gridsize : int
         ``C = gridsize**2``; sets the canvas side.
+    window : int, optional
+        Side in pixels of the central window ``w`` (``ModelConfig.window_side``, physics.md s5
+        step 1); default ``N // 2``, rows and columns ``[N/4, 3N/4)``.
 
     Returns
     -------
     tf.Tensor
-        (B, S, S) complex64 canvases.
+        (B, S, S) complex64 canvases, ``S = canvas_side(N, gridsize, window)``.
     """
     N, C = patches.shape[1], patches.shape[3]
-    S = canvas_side(N, gridsize)
+    lo, hi = window_bounds(N, window)
+    S = canvas_side(N, gridsize, hi - lo)  # a wider window widens the canvas by as much
     B = tf.shape(patches)[0]
     dx, dy = _flat_offsets(offsets)
-    # The window is 1 on one square block of rows and columns and 0 elsewhere (central_window),
-    # so T(pad(O * w)) only sees that block of O: padding to S and the crop to the block fold
-    # into the translation matrices (R, K), and T(pad(O * w)) = R O[block] K^T.
-    ones = np.flatnonzero(central_window(N)[N // 2])
-    lo, hi = int(ones[0]), int(ones[-1]) + 1
+    # The window is 1 on one square block of rows and columns [lo, hi) and 0 elsewhere
+    # (central_window), so T(pad(O * w)) only sees that block of O: padding to S and the crop to
+    # the block fold into the translation matrices (R, K), and T(pad(O * w)) = R O[block] K^T.
     n, first = hi - lo, -((S - N) // 2) - lo
     rows = tf.reshape(_shift_matrices(dy, S, n, first, tf.float32), [B, C, S, n])
     cols = tf.reshape(_shift_matrices(dx, S, n, first, tf.float32), [B, C, S, n])
@@ -181,14 +193,19 @@ class PhysicsLayer(keras.layers.Layer):
     probe is held as ``probe_real``/``probe_imag`` float32 (N, N) weights, trainable when
     ``probe_trainable``. An all-zero probe means "not set yet" (see :meth:`probe_is_set`).
     Variables are saved under their names (not their position), so a weights file loads
-    whatever the trainability flags were.
+    whatever the trainability flags were. ``window`` is the side in pixels of the merge's
+    central window (``ModelConfig.window_side``; default ``N // 2``); it matters only when
+    the layer merges (C > 1 and ``object_big``).
     """
 
     def __init__(self, *, N: int, gridsize: int, object_big: bool, scale: float, scale_trainable: bool,
-                 probe_trainable: bool, **kwargs) -> None:
+                 probe_trainable: bool, window: int | None = None, **kwargs) -> None:
         kwargs.setdefault("autocast", False)  # keep float64 offsets (see the module docstring)
         super().__init__(**kwargs)
         self.N, self.gridsize, self.object_big = int(N), int(gridsize), bool(object_big)
+        # side of the merge's central window in pixels (ModelConfig.window_side; None: N // 2), checked once here
+        lo, hi = window_bounds(self.N, window)
+        self.window = hi - lo
         self.intensity_scale = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(float(scale)), trainable=bool(scale_trainable),
             name="intensity_scale", dtype="float32",
@@ -241,7 +258,7 @@ class PhysicsLayer(keras.layers.Layer):
         """
         C = patches.shape[-1]
         if C > 1 and self.object_big:
-            obj = extract(merge(patches, offsets, self.gridsize), offsets, self.N)
+            obj = extract(merge(patches, offsets, self.gridsize, self.window), offsets, self.N)
         else:
             obj = patches
         p = self.probe if probe is None else tf.cast(probe, tf.complex64)

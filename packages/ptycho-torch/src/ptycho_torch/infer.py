@@ -37,7 +37,7 @@ def predict_patches(module: PtychoPINN, X: torch.Tensor | LazyArray, batch_size:
     was_training = module.training
     module.eval()
     out = []
-    gridsize, N = module.model_config.gridsize, module.model_config.N
+    gridsize, N, window = module.model_config.gridsize, module.model_config.N, module.model_config.window_side
     try:
         with torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):
@@ -46,7 +46,7 @@ def predict_patches(module: PtychoPINN, X: torch.Tensor | LazyArray, batch_size:
                 pb = module.net(xb.to(device, non_blocking=True))
                 if offsets is not None:
                     ob = offsets[start:start + batch_size].to(device)
-                    pb = centre_crop(merge(pb, ob, gridsize), N)[:, None]
+                    pb = centre_crop(merge(pb, ob, gridsize, window), N)[:, None]
                 out.append(pb.cpu())
     finally:
         module.train(was_training)

@@ -144,5 +144,6 @@ def import_weights(model_config: ModelConfig, training_config: TrainingConfig | 
         raise BundleError(f"weights: unexpected names {extra} for this model config "
                           f"(N={model_config.N}, gridsize={model_config.gridsize}, "
                           f"pad_object={model_config.pad_object}, probe_big={model_config.probe_big}, "
+                          f"object_window={model_config.object_window}, "
                           f"probe_big branch built: {model_config.uses_probe_big})")
     return handle

@@ -198,9 +198,10 @@ class PtychoNet(nn.Module):
         Last-layer variants of conventions s5. The ``probe_big`` branch is built only where
         :attr:`ptycho_core.config.ModelConfig.uses_probe_big` says so (not at gridsize > 1 with
         ``object_big``, where the masked merge zeroes its output; physics.md s4).
-    object_big : bool
-        ``ModelConfig.object_big`` (the physics layer merges the patches of a group); it only
-        decides, with ``gridsize`` and ``probe_big``, whether the ``probe_big`` branch is built.
+    object_big, object_window
+        ``ModelConfig.object_big`` (the physics layer merges the patches of a group) and
+        ``ModelConfig.object_window`` (the side of the window the merge keeps); they only decide,
+        with ``gridsize`` and ``probe_big``, whether the ``probe_big`` branch is built.
     layout : str
         Memory order of the activations on a CPU: ``'channels_last'`` (default, faster with
         oneDNN) or ``'contiguous'`` (NCHW). On other devices the input's own order is kept.
@@ -210,13 +211,14 @@ class PtychoNet(nn.Module):
 
     def __init__(self, *, N: int, gridsize: int = DEFAULT_GRIDSIZE, n_filters_scale: int = 2,
                  amp_activation: str = "sigmoid", pad_object: bool = True, probe_big: bool = True,
-                 object_big: bool = True, layout: str = "channels_last") -> None:
+                 object_big: bool = True, object_window: float = 0.5, layout: str = "channels_last") -> None:
         super().__init__()
         if N not in ALLOWED_N:
             raise ConfigError(f"ModelConfig.N: expected one of {ALLOWED_N}, got {N!r}")
         self.layout = layout
         self.N, self.channels = N, gridsize * gridsize
-        probe_big = ModelConfig(N=N, gridsize=gridsize, object_big=object_big, probe_big=probe_big).uses_probe_big
+        probe_big = ModelConfig(N=N, gridsize=gridsize, object_big=object_big, probe_big=probe_big,
+                                pad_object=pad_object, object_window=object_window).uses_probe_big
         cin = self.channels
         enc = []
         for f in encoder_filters(N, n_filters_scale):
@@ -248,7 +250,12 @@ class PtychoNet(nn.Module):
             x = block(x)
         amp = self.amp(x)
         phi = self.phase(x)
-        return torch.polar(amp.float(), phi.float()).contiguous()
+        # A exp(i phi) written out, not torch.polar: polar's backward takes |A| for A, so where the amplitude
+        # is negative (the probe_big branch's swish, or amp_activation 'swish') its gradient with respect to A has
+        # the wrong sign (measured: d Re/d A = -cos(phi) at A = -0.2 with torch 2.13); TensorFlow's
+        # complex(A cos, A sin) is right, and the parity test of one training step caught the difference
+        amp, phi = amp.float(), phi.float()
+        return torch.complex(amp * torch.cos(phi), amp * torch.sin(phi)).contiguous()
 
     def canonical_convs(self) -> Iterator[tuple[str, nn.Conv2d]]:
         """Yield ``(canonical prefix, conv)`` for every convolution (docs/conventions.md s6)."""

@@ -13,7 +13,12 @@ import torch
 from torch import nn
 
 from ptycho_core.errors import ConfigError
-from ptycho_core.reference_layer import LOG_EPS, MERGE_EPS, canvas_side  # one definition for all backends
+from ptycho_core.reference_layer import (  # one definition for all backends
+    LOG_EPS,
+    MERGE_EPS,
+    canvas_side,
+    window_bounds,
+)
 
 
 def _shift_axis(x: torch.Tensor, d: torch.Tensor, dim: int) -> torch.Tensor:
@@ -62,10 +67,14 @@ def translate(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Te
     return out.reshape(img.shape)
 
 
-def central_window(N: int, device: torch.device | None = None) -> torch.Tensor:
-    """(N, N) float32 window: 1 on rows and columns ``[N/4, 3N/4)``, 0 elsewhere."""
+def central_window(N: int, device: torch.device | None = None, side: int | None = None) -> torch.Tensor:
+    """(N, N) float32 window: 1 on the central ``side`` rows and columns, 0 elsewhere.
+
+    ``side`` is ``ModelConfig.window_side``; the default ``N // 2`` gives rows and columns ``[N/4, 3N/4)``.
+    """
+    lo, hi = window_bounds(N, side)
     w = torch.zeros(N, N, device=device)
-    w[N // 4: 3 * N // 4, N // 4: 3 * N // 4] = 1.0
+    w[lo:hi, lo:hi] = 1.0
     return w
 
 
@@ -76,20 +85,22 @@ def _pad_to(x: torch.Tensor, S: int) -> torch.Tensor:
     return nn.functional.pad(x, (before, after, before, after))
 
 
-def merge(patches: torch.Tensor, offsets: torch.Tensor, gridsize: int) -> torch.Tensor:
+def merge(patches: torch.Tensor, offsets: torch.Tensor, gridsize: int, window: int | None = None) -> torch.Tensor:
     """Merge the C patches of each group onto a canvas ``(B, S, S)`` with the masked-numerator rule.
 
     ``sum_c T(pad(O_c w)) / (sum_c T(pad(w)) + eps)``, ``T`` the bilinear translation of
-    :func:`translate` by the patch's offset and ``w`` the central window. Computed as a splat:
-    only the window's ``N/2 x N/2`` block of a patch is non-zero, so its translation is that
-    block spread bilinearly over ``(N/2 + 1)^2`` pixels at an integer corner, added onto the
+    :func:`translate` by the patch's offset and ``w`` the central window of side ``window``
+    (``ModelConfig.window_side``; default ``N // 2``). Computed as a splat:
+    only the window's ``h x h`` block of a patch is non-zero, so its translation is that
+    block spread bilinearly over ``(h + 1)^2`` pixels at an integer corner, added onto the
     canvas with ``index_add`` (numerator and window together). Equal to translating the padded
     ``S x S`` patches (:func:`merge_translated`, the plain form kept for tests) with about a tenth of
     the work; contributions that land outside the canvas are dropped, as the translation drops them.
     """
     B, C, N, _ = patches.shape
-    S = canvas_side(N, gridsize)
-    q, h = N // 4, N // 2
+    S = canvas_side(N, gridsize, window)
+    q, hi = window_bounds(N, window)
+    h = hi - q
     block = patches[..., q:q + h, q:q + h]
     # translate() reads out[r] = (1 - f) in[r + b] + f in[r + b + 1] with b = floor(-d), f = -d - b, so
     # source pixel k lands on r = k - b - 1 (weight f) and r = k - b (weight 1 - f)
@@ -131,11 +142,12 @@ def _profile(f: torch.Tensor, h: int) -> torch.Tensor:
     return out
 
 
-def merge_translated(patches: torch.Tensor, offsets: torch.Tensor, gridsize: int) -> torch.Tensor:
+def merge_translated(patches: torch.Tensor, offsets: torch.Tensor, gridsize: int,
+                     window: int | None = None) -> torch.Tensor:
     """:func:`merge` written as the translation of the padded patches (the definition; slower)."""
     N = patches.shape[-1]
-    S = canvas_side(N, gridsize)
-    w = central_window(N, patches.device)
+    S = canvas_side(N, gridsize, window)
+    w = central_window(N, patches.device, window)
     dx, dy = offsets[..., 0], offsets[..., 1]
     num = translate(_pad_to(patches * w, S), dx, dy).sum(dim=1)
     den = translate(_pad_to(w.expand(patches.shape), S), dx, dy).sum(dim=1)
@@ -202,9 +214,10 @@ class PhysicsLayer(nn.Module):
     """
 
     def __init__(self, *, N: int, gridsize: int, object_big: bool, scale: float, scale_trainable: bool,
-                 probe_trainable: bool) -> None:
+                 probe_trainable: bool, window: int | None = None) -> None:
         super().__init__()
         self.N, self.gridsize, self.object_big = N, gridsize, object_big
+        self.window = N // 2 if window is None else window
         s = torch.tensor(float(scale), dtype=torch.float32)
         if scale_trainable:
             self.intensity_scale = nn.Parameter(s)
@@ -243,7 +256,7 @@ class PhysicsLayer(nn.Module):
         """
         C = patches.shape[1]
         if C > 1 and self.object_big:
-            obj = extract(merge(patches, offsets, self.gridsize), offsets, self.N)
+            obj = extract(merge(patches, offsets, self.gridsize, self.window), offsets, self.N)
         else:
             obj = patches
         p = self.probe if probe is None else probe

@@ -76,10 +76,10 @@ class PtychoPINN(nn.Module):
         self.model_config, self.training_config = mc, tc
         self.net = PtychoNet(N=mc.N, gridsize=mc.gridsize, n_filters_scale=mc.n_filters_scale,
                              amp_activation=mc.amp_activation, pad_object=mc.pad_object, probe_big=mc.probe_big,
-                             object_big=mc.object_big)
+                             object_big=mc.object_big, object_window=mc.object_window)
         self.s0 = physics_scale(effective_nphotons(tc), mc.N)
         self.physics = PhysicsLayer(
-            N=mc.N, gridsize=mc.gridsize, object_big=mc.object_big, scale=self.s0,
+            N=mc.N, gridsize=mc.gridsize, object_big=mc.object_big, scale=self.s0, window=mc.window_side,
             scale_trainable=tc.intensity_scale_trainable if tc is not None else False,
             probe_trainable=tc.probe_trainable if tc is not None else False,
         )

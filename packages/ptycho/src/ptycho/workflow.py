@@ -73,22 +73,24 @@ def report_probe_support(probe: Any, model: ModelConfig) -> float | None:
     """Log the fraction of ``probe``'s energy outside the object support of ``model`` and return it.
 
     Only for models that merge their groups (``ModelConfig.stitches_group_object``: gridsize > 1 with
-    ``object_big``), whose object is zero outside the union of the groups' central N/2 windows
-    (physics.md s5, "Object support and the probe"); None for the others. Info below
-    :data:`PROBE_OUTSIDE_WARN`, a warning above it, naming gridsize 1 (whose outer branch covers the
-    whole patch) as the alternative.
+    ``object_big``), whose object is zero outside the union of the groups' central windows (side
+    ``ModelConfig.window_side``, N/2 by default; physics.md s5, "Object support and the probe"); None
+    for the others. Info below :data:`PROBE_OUTSIDE_WARN`, a warning above it, naming a wider
+    ``object_window`` and gridsize 1 (whose outer branch covers the whole patch) as the alternatives.
     """
     if not model.stitches_group_object:
         return None
-    fraction = reference.probe_outside_window(probe)
-    text = (f"probe: {100 * fraction:.2g} % of its energy lies outside the central N/2 window, the object support "
-            f"of a gridsize-{model.gridsize} model (physics.md s5)")
+    side = model.window_side
+    fraction = reference.probe_outside_window(probe, side)
+    text = (f"probe: {100 * fraction:.2g} % of its energy lies outside the central {side} x {side} window, the "
+            f"object support of a gridsize-{model.gridsize} model with object_window {model.object_window:g} "
+            f"(physics.md s5)")
     if fraction > PROBE_OUTSIDE_NOTE:
         text += ("; the true object cannot fit these patterns exactly, so the loss biases the network's amplitude "
-                 "(the default simulated probe, 0.8 %, moves the loss's minimum to amplitude SSIM 0.77 on the "
-                 "demo's object: docs/amortised.md, benchmarks/loss_ceiling.py)")
+                 "(the default simulated probe, 0.8 % outside the N/2 window, moves the loss's minimum to amplitude "
+                 "SSIM 0.77 on the demo's object: docs/amortised.md, benchmarks/loss_ceiling.py)")
     if fraction > PROBE_OUTSIDE_WARN:
-        log.warning("%s; gridsize 1 models the whole N x N patch", text)
+        log.warning("%s; a wider object_window (up to 1.0, the whole patch) or gridsize 1 models more of it", text)
     else:
         log.info("%s", text)
     return fraction
