@@ -80,6 +80,22 @@ def test_card_says_when_the_corpus_truth_was_used():
     assert card["training"]["realspace_weight"] == 1e6
 
 
+def test_card_and_ptycho_models_name_a_non_default_merge_window():
+    """``--object-window`` / ``--no-pad-object`` models say so on their card and in ``ptycho models``."""
+    from ptycho.cli_models import format_card
+
+    script = _script()
+    directory = pretrained.directory(SHIPPED)
+    sources = json.loads((directory / script.SOURCES).read_text())
+    shipped = script.make_card(SHIPPED, sources, directory / pretrained.WEIGHTS)
+    assert "object_window" not in shipped["model"] and "object_window" not in format_card(shipped)
+    wide = copy.deepcopy(sources)
+    wide["summary"]["provenance"]["config"]["training"]["model"].update(object_window=1.0, pad_object=False)
+    card = script.make_card(SHIPPED, wide, directory / pretrained.WEIGHTS)
+    assert card["model"]["object_window"] == 1.0 and card["model"]["pad_object"] is False
+    assert "n_filters_scale 1, object_window 1.0, pad_object False, " in format_card(card)
+
+
 def test_ptycho_models_lists_every_model_with_its_card(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out

@@ -18,7 +18,8 @@ def format_card(card: dict[str, Any]) -> str:
     """The model card as text (every field of ``card.json`` that a user needs to judge the model)."""
     lines = [f"{card['reference']}: {card['description']}"]
     m = card["model"]
-    lines.append(f"  model: N={m['N']}, gridsize {m['gridsize']}, n_filters_scale {m['n_filters_scale']}, "
+    extra = "".join(f"{key} {m[key]}, " for key in ("object_window", "pad_object") if key in m)  # when not default
+    lines.append(f"  model: N={m['N']}, gridsize {m['gridsize']}, n_filters_scale {m['n_filters_scale']}, {extra}"
                  f"{m['parameters']:,} parameters; probe: {card['probe']}")
     c = card["corpus"]
     recipe = c["recipe"]
