@@ -85,8 +85,9 @@ def train(work: Path, nepochs: int, command: list[str], init_from: str | None = 
     return pretrain(cfg, corpus, overwrite=True, command=command, init_from=init_from)
 
 
-def evaluate(model_ref: str, root: Path, backend: str = "pytorch") -> dict:
-    """Network-only metrics of the shipped model (as written, loaded by name) on every :data:`HELD_OUT` object."""
+def evaluate(model_ref: str, root: Path, backend: str = "pytorch", step: float | None = None) -> dict:
+    """Network-only metrics of the shipped model (as written, loaded by name) on every :data:`HELD_OUT` object,
+    scanned with ``step`` pixels (None: the simulation's default, N // 8)."""
     from ptycho import pretrained, workflow
     from ptycho_core.config import InferenceConfig
     from ptycho_data.metrics import evaluate_reconstruction
@@ -95,7 +96,7 @@ def evaluate(model_ref: str, root: Path, backend: str = "pytorch") -> dict:
     model = pretrained.load(model_ref, backend=backend, root=root)
     rows: dict[str, dict] = {}
     for label, overrides in HELD_OUT.items():
-        sim = SimulationConfig(**overrides)
+        sim = SimulationConfig(**overrides, **({"step": step} if step is not None else {}))
         dataset = simulate_dataset(sim, progress=False)
         icfg = InferenceConfig(model=model.model_config, backend=backend, accelerator="cpu", refine_iterations=0,
                                progress=False)
@@ -114,6 +115,11 @@ def evaluate(model_ref: str, root: Path, backend: str = "pytorch") -> dict:
 
 def _parameters(weights: dict[str, np.ndarray]) -> int:
     return int(sum(v.size for k, v in weights.items() if k.endswith((".kernel", ".bias"))))
+
+
+def _step_of(simulation: dict) -> dict:
+    """``{"step": ...}`` when a held-out scan was simulated with a step of its own (``--eval-step``), else ``{}``."""
+    return {"step": simulation["step"]} if simulation.get("step") is not None else {}
 
 
 def make_card(name: str, sources: dict, weights_path: Path) -> dict:
@@ -178,10 +184,14 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
         },
         "evaluation": {
             "what": "network only (one forward pass per group, stitched; no fine-tuning, no refinement), 256 "
-                    "positions at 1e9 photons per pattern, metrics of ptycho_data.metrics.evaluate_reconstruction",
+                    "positions at 1e9 photons per pattern"
+                    + "".join(f", scan step {v:g} px" for v in sorted(
+                        {r["simulation"].get("step") for r in evaluation["objects"].values()} - {None}))
+                    + ", metrics of ptycho_data.metrics.evaluate_reconstruction",
             "backend": evaluation["backend"],
             "objects": {label: {"amplitude": row["amplitude"], "phase": row["phase"], "infer_s": row["infer_s"],
-                                "simulation": {k: row["simulation"][k] for k in HELD_OUT[label]}}
+                                "simulation": {k: row["simulation"][k] for k in HELD_OUT[label]}
+                                | _step_of(row["simulation"])}
                         for label, row in evaluation["objects"].items()},
             "mean": mean,
             "target": ("issue 17's target (network only, amplitude and phase SSIM >= 0.85 on unseen objects): "
@@ -226,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-objects", type=int, help=f"corpus objects (default {CORPUS['n_objects']}; fewer for a quick "
                    "check of the script)")
     p.add_argument("--n-positions", type=int, help=f"positions per object (default {CORPUS['n_positions']})")
+    p.add_argument("--step", type=float,
+                   help="mean scan step of the corpus in pixels (CorpusConfig.step; default N // 8); the card's "
+                        "recipe records it")
+    p.add_argument("--eval-step", type=float,
+                   help="scan step of the held-out scans in pixels (default: --step if given, else N // 8); the "
+                        "card records it")
     p.add_argument("--dest", type=Path, default=DEST, help="where the pretrained/<name> directory is written")
     p.add_argument("--threads", type=int, help="CPU threads of the framework (OMP_NUM_THREADS; default: its own "
                    "choice). On a CPU shared with other jobs 1 thread wastes less time waiting for the other")
@@ -247,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         start = list(os.getloadavg())
         summary = train(work, args.nepochs, command, init_from=args.init_from, n_objects=args.n_objects,
-                        n_positions=args.n_positions,
+                        n_positions=args.n_positions, step=args.step,
                         training={"learning_rate": args.learning_rate, "batch_size": args.batch_size,
                                   "realspace_weight": args.realspace_weight,
                                   "accelerator": args.accelerator, "max_train_seconds": args.max_train_seconds or None},
@@ -267,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                       output_dir=Path("ptycho_output"))
     dest = pretrained.write(args.name, model, tc, {"format": 1, "name": args.name, "pending": "evaluation"},
                             root=args.dest)
-    evaluation = evaluate(f"{pretrained.PREFIX}{args.name}", args.dest)
+    evaluation = evaluate(f"{pretrained.PREFIX}{args.name}", args.dest,
+                          step=args.eval_step if args.eval_step is not None else args.step)
     summary = {k: v for k, v in summary.items() if k != "paths"}  # local paths of the work directory
     sources = {"summary": summary, "evaluation": evaluation, "loads": loads, "made_by": " ".join(command)}
     from ptycho_core import atomic

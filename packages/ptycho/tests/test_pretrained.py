@@ -96,6 +96,28 @@ def test_card_and_ptycho_models_name_a_non_default_merge_window():
     assert "n_filters_scale 1, object_window 1.0, pad_object False, " in format_card(card)
 
 
+
+def test_card_and_ptycho_models_name_a_non_default_scan_step():
+    """``--step`` / ``--eval-step`` models say on their card and in ``ptycho models`` which scan step the corpus and
+    the held-out scans used (the default, N // 8, is not spelled out)."""
+    from ptycho.cli_models import format_card
+
+    script = _script()
+    directory = pretrained.directory(SHIPPED)
+    sources = json.loads((directory / script.SOURCES).read_text())
+    shipped = script.make_card(SHIPPED, sources, directory / pretrained.WEIGHTS)
+    assert "scan step" not in shipped["evaluation"]["what"] and "(step " not in format_card(shipped)
+    assert all("step" not in row["simulation"] for row in shipped["evaluation"]["objects"].values())
+    dense = copy.deepcopy(sources)
+    dense["summary"]["corpus"]["recipe"]["step"] = 4.0
+    for row in dense["evaluation"]["objects"].values():
+        row["simulation"]["step"] = 4.0
+    card = script.make_card(SHIPPED, dense, directory / pretrained.WEIGHTS)
+    assert card["evaluation"]["what"].startswith("network only") and ", scan step 4 px," in card["evaluation"]["what"]
+    assert all(row["simulation"]["step"] == 4.0 for row in card["evaluation"]["objects"].values())
+    text = format_card(card)
+    assert "raster (step 4 px) scan" in text and "scan step 4 px" in text
+
 def test_ptycho_models_lists_every_model_with_its_card(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out

@@ -25,9 +25,10 @@ def format_card(card: dict[str, Any]) -> str:
     recipe = c["recipe"]
     kinds = ", ".join(f"{k} (weight {w:g})" for k, w in zip(recipe["object_kinds"], recipe["object_weights"] or
                                                              [1.0] * len(recipe["object_kinds"])))
+    scan = recipe["scan"] + ("" if recipe.get("step") is None else f" (step {recipe['step']:g} px)")
     lines.append(f"  corpus: {c['n_objects']} objects x {recipe['n_positions']} positions ({c['n_patterns']:,} "
                  f"patterns), kinds {kinds}; pictures {', '.join(recipe['images'])}; photons per pattern "
-                 f"{', '.join(f'{p:g}' for p in recipe['photon_levels'])}; {recipe['scan']} scan; corpus seed "
+                 f"{', '.join(f'{p:g}' for p in recipe['photon_levels'])}; {scan} scan; corpus seed "
                  f"{recipe['seed']}")
     t = card["training"]
     hw = t["hardware"]
