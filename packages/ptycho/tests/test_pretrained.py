@@ -105,9 +105,13 @@ def test_card_and_ptycho_models_name_a_non_default_scan_step():
     script = _script()
     directory = pretrained.directory(SHIPPED)
     sources = json.loads((directory / script.SOURCES).read_text())
-    shipped = script.make_card(SHIPPED, sources, directory / pretrained.WEIGHTS)
-    assert "scan step" not in shipped["evaluation"]["what"] and "(step " not in format_card(shipped)
-    assert all("step" not in row["simulation"] for row in shipped["evaluation"]["objects"].values())
+    plain = copy.deepcopy(sources)  # the default step for the corpus and the held-out scans
+    plain["summary"]["corpus"]["recipe"]["step"] = None
+    for row in plain["evaluation"]["objects"].values():
+        row["simulation"].pop("step", None)
+    card = script.make_card(SHIPPED, plain, directory / pretrained.WEIGHTS)
+    assert "scan step" not in card["evaluation"]["what"] and "(step " not in format_card(card)
+    assert all("step" not in row["simulation"] for row in card["evaluation"]["objects"].values())
     dense = copy.deepcopy(sources)
     dense["summary"]["corpus"]["recipe"]["step"] = 4.0
     for row in dense["evaluation"]["objects"].values():
@@ -117,6 +121,7 @@ def test_card_and_ptycho_models_name_a_non_default_scan_step():
     assert all(row["simulation"]["step"] == 4.0 for row in card["evaluation"]["objects"].values())
     text = format_card(card)
     assert "raster (step 4 px) scan" in text and "scan step 4 px" in text
+
 
 def test_ptycho_models_lists_every_model_with_its_card(capsys):
     assert cli.main(["models"]) == 0
