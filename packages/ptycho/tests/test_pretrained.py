@@ -96,7 +96,6 @@ def test_card_and_ptycho_models_name_a_non_default_merge_window():
     assert "n_filters_scale 1, object_window 1.0, pad_object False, " in format_card(card)
 
 
-
 def test_card_and_ptycho_models_name_a_non_default_scan_step():
     """``--step`` / ``--eval-step`` models say on their card and in ``ptycho models`` which scan step the corpus and
     the held-out scans used (the default, N // 8, is not spelled out)."""
