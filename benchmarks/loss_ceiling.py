@@ -50,7 +50,9 @@ def fit(dataset, *, steps: int, every: int, lr: float, start: str, gridsize: int
     tc = TrainingConfig(model=mc, nphotons=reference.mean_photons(dataset.diffraction))
     module = PtychoPINN(config_to_dict(mc), config_to_dict(tc))
     module.physics.set_probe(normalized_probe(dataset.probe, mc))
-    icfg = InferenceConfig(model=mc, backend="pytorch", accelerator="cpu", refine_iterations=0, progress=False)
+    # equal-weight stitching: the figures of docs/amortised.md were measured with it, before the probe weighting
+    icfg = InferenceConfig(model=mc, backend="pytorch", accelerator="cpu", refine_iterations=0, progress=False,
+                           stitch_weight="uniform")
     groups = grouping.group_for_inference(dataset, icfg)
     X, offsets, Y = grouped_tensors(groups, with_y=True)
     if start == "truth":

@@ -110,7 +110,7 @@ def evaluate(model_ref: str, root: Path, backend: str = "pytorch", step: float |
                  rows[label]["phase"]["ssim"], seconds)
     mean = {part: {k: float(np.mean([r[part][k] for r in rows.values()])) for k in ("ssim", "psnr", "frc50")}
             for part in ("amplitude", "phase")}
-    return {"backend": backend, "objects": rows, "mean": mean}
+    return {"backend": backend, "stitch_weight": InferenceConfig().stitch_weight, "objects": rows, "mean": mean}
 
 
 def _parameters(weights: dict[str, np.ndarray]) -> int:
@@ -183,12 +183,15 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
                if summary.get("init_from") else {}),
         },
         "evaluation": {
-            "what": "network only (one forward pass per group, stitched; no fine-tuning, no refinement), 256 "
-                    "positions at 1e9 photons per pattern"
+            "what": "network only (one forward pass per group, stitched"
+                    + (f" with {evaluation['stitch_weight']} weights" if evaluation.get("stitch_weight") else "")
+                    + "; no fine-tuning, no refinement), 256 positions at 1e9 photons per pattern"
                     + "".join(f", scan step {v:g} px" for v in sorted(
                         {r["simulation"].get("step") for r in evaluation["objects"].values()} - {None}))
                     + ", metrics of ptycho_data.metrics.evaluate_reconstruction",
             "backend": evaluation["backend"],
+            **({"stitch_weight": evaluation["stitch_weight"]} if evaluation.get("stitch_weight") else {}),
+            **({"evaluated_by": evaluation["command"]} if evaluation.get("command") else {}),
             "objects": {label: {"amplitude": row["amplitude"], "phase": row["phase"], "infer_s": row["infer_s"],
                                 "simulation": {k: row["simulation"][k] for k in HELD_OUT[label]}
                                 | _step_of(row["simulation"])}
@@ -206,9 +209,33 @@ def make_card(name: str, sources: dict, weights_path: Path) -> dict:
     }
 
 
+def reevaluate(name: str, root: Path, command: list[str]) -> int:
+    """Evaluate the model written as ``root/name`` again and rewrite its sources and card (``--reevaluate``)."""
+    from ptycho import pretrained
+    from ptycho_core import atomic
+
+    dest = root / name
+    if not (dest / SOURCES).is_file():
+        raise SystemExit(f"{dest / SOURCES}: no such file; --reevaluate needs a model written by this script")
+    sources = json.loads((dest / SOURCES).read_text())
+    steps = {row["simulation"].get("step") for row in sources["evaluation"]["objects"].values()}
+    if len(steps) != 1:
+        raise SystemExit(f"{dest / SOURCES}: held-out scans of several steps {sorted(map(str, steps))}; "
+                         f"expected one")
+    evaluation = evaluate(f"{pretrained.PREFIX}{name}", root, step=steps.pop())
+    sources["evaluation"] = {**evaluation, "command": " ".join(command)}
+    atomic.write_text(dest / SOURCES, json.dumps(sources, indent=2) + "\n")
+    card = make_card(name, sources, dest / pretrained.WEIGHTS)
+    atomic.write_text(dest / pretrained.CARD, json.dumps(card, indent=2) + "\n")
+    log.info("re-evaluated %s: mean amplitude / phase SSIM %.3f / %.3f", dest, evaluation["mean"]["amplitude"]["ssim"],
+             evaluation["mean"]["phase"]["ssim"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work-dir", type=Path, required=True, help="corpus, checkpoints, bundle and evaluation go here")
+    p.add_argument("--work-dir", type=Path, help="corpus, checkpoints, bundle and evaluation go here (required "
+                   "except with --reevaluate)")
     p.add_argument("--name", default=NAME, help=f"name of the shipped model (default {NAME})")
     p.add_argument("--nepochs", type=int, default=TRAINING["nepochs"])
     p.add_argument("--max-train-seconds", type=float,
@@ -247,11 +274,20 @@ def main(argv: list[str] | None = None) -> int:
                    "choice). On a CPU shared with other jobs 1 thread wastes less time waiting for the other")
     p.add_argument("--reuse", action="store_true", help="keep an already trained <work-dir>/pretrain")
     p.add_argument("--no-export", action="store_true", help="train and evaluate only")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="evaluate the model already written as <dest>/<name> again, with today's inference (e.g. "
+                        "after a change of the stitching), on held-out scans of the step it was evaluated at, and "
+                        "rewrite its sources.json and card.json (the card records this command); the weights and "
+                        "the record of their training stay as they are; no --work-dir needed")
     args = p.parse_args(argv)
     if args.threads:  # before the framework is imported
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     command = ["python", "benchmarks/make_pretrained.py", *(sys.argv[1:] if argv is None else argv)]
+    if args.reevaluate:
+        return reevaluate(args.name, args.dest, command)
+    if args.work_dir is None:
+        p.error("--work-dir is required (except with --reevaluate)")
     work = args.work_dir
     summary_path = work / "pretrain" / "summary.json"
     t0 = time.perf_counter()

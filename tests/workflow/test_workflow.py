@@ -12,7 +12,7 @@ from matplotlib.image import imread
 from ptycho import workflow
 from ptycho_core import bundle, cli
 from ptycho_core.config import InferenceConfig, TrainingConfig
-from ptycho_core.errors import BundleError, DataError
+from ptycho_core.errors import BundleError, ConfigError, DataError
 
 
 def test_run_writes_everything(installed_dummy, small_dataset_path, tmp_path):
@@ -68,6 +68,29 @@ def test_infer_with_saved_bundle(installed_dummy, small_dataset_path, tmp_path):
     second = workflow.infer(icfg)
     np.testing.assert_array_equal(first.object, second.object)
     assert (tmp_path / "b" / "amplitude.png").stat().st_size > 1000
+
+
+def test_stitching_weights_the_crops_by_the_probe(installed_dummy, small_dataset_path):
+    from ptycho_core import reference
+    from ptycho_core.contracts import InferenceResult
+    from ptycho_data.npz import load_dataset
+
+    ds = load_dataset(small_dataset_path)
+    icfg = InferenceConfig(backend="dummy", flip_x=True)
+    rng = np.random.default_rng(3)
+    patches = (rng.normal(size=(ds.n, 64, 64)) + 1j * rng.normal(size=(ds.n, 64, 64))).astype(np.complex64)
+    result = InferenceResult(patches=patches, positions=ds.positions)
+    probe_weighted = workflow.stitch(result, icfg, "dummy", ds.object.shape, probe=ds.probe)
+    # the weight is flipped like the patches, so this is the reference weighted mean of the flipped patches
+    weight = reference.apply_flips(reference.probe_stitch_weight(ds.probe)[None], flip_x=True)[0]
+    expected = reference.reassemble_weighted(reference.apply_flips(patches, flip_x=True), weight, ds.positions,
+                                             icfg.stitch_crop, ds.object.shape, (0, 0))
+    np.testing.assert_allclose(probe_weighted.object, expected, rtol=1e-4, atol=1e-5)
+    uniform = workflow.stitch(result, attrs.evolve(icfg, stitch_weight="uniform"), "dummy", ds.object.shape)
+    np.testing.assert_array_equal(uniform.object != 0, probe_weighted.object != 0)  # the same stitched region
+    assert np.abs(uniform.object - probe_weighted.object).max() > 0.1  # but other values where crops overlap
+    with pytest.raises(ConfigError, match="stitch_weight: 'probe' weights the stitching by the probe, but no probe"):
+        workflow.stitch(result, icfg, "dummy", ds.object.shape)
 
 
 def test_bundle_backend_must_match(installed_dummy, small_dataset_path, tmp_path):

@@ -10,7 +10,7 @@ from ptycho_core.config import ModelConfig, TrainingConfig
 
 # Fields whose validators allow only a few values: pick another allowed one.
 CHOICES = {"N": 128, "amp_activation": "swish", "object_window": 0.75, "backend": "tensorflow", "accelerator": "cpu",
-           "strategy": "ddp"}
+           "strategy": "ddp", "stitch_weight": "uniform"}
 
 
 def _other_value(field: attrs.Attribute, default):

@@ -66,6 +66,7 @@ def _no_backend_env(monkeypatch):
         (InferenceConfig, "neighbor_count", None, "an integer >= 1"),
         (InferenceConfig, "seed", "42", "an integer >= 0"),
         (InferenceConfig, "stitch_crop", 0, "an integer >= 1"),
+        (InferenceConfig, "stitch_weight", "gaussian", "one of 'probe', 'uniform'"),
         (InferenceConfig, "flip_x", "no", "true or false"),
         (InferenceConfig, "flip_y", 0, "true or false"),
         (InferenceConfig, "transpose", None, "true or false"),
@@ -90,8 +91,8 @@ def test_every_validated_field_is_covered():
         "max_train_seconds", "learning_rate",
         "nll_weight", "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
         "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
-        "strategy", "num_nodes", "checkpoint_every", "compile", "stitch_crop", "flip_x", "flip_y", "transpose",
-        "refine_iterations", "progress",
+        "strategy", "num_nodes", "checkpoint_every", "compile", "stitch_crop", "stitch_weight", "flip_x", "flip_y",
+        "transpose", "refine_iterations", "progress",
     }
     validated = {f.name for c in (ModelConfig, TrainingConfig, InferenceConfig) for f in attrs.fields(c)
                  if f.validator is not None and f.name != "model"}

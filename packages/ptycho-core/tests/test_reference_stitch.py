@@ -145,3 +145,48 @@ def test_stitching_validation_errors():
         R.canvas_geometry(np.zeros((0, 2)), 8)
     with pytest.raises(DataError, match="NaN"):
         R.canvas_geometry(np.array([[np.nan, 1.0]]), 8)
+
+
+def test_probe_stitch_weight_is_the_floored_relative_intensity():
+    probe = np.zeros((8, 8), np.complex64)
+    probe[4, 4], probe[4, 5], probe[3, 4] = 2j, 1.0, 0.02  # intensities 4, 1, 4e-4
+    w = R.probe_stitch_weight(probe)
+    assert w.dtype == np.float64 and w.shape == (8, 8)
+    assert w[4, 4] == 1.0 and w[4, 5] == pytest.approx(0.25)
+    assert w[3, 4] == R.STITCH_WEIGHT_FLOOR and w.min() == R.STITCH_WEIGHT_FLOOR  # 1e-4 and 0 are floored
+    assert R.probe_stitch_weight(probe, floor=0.5)[4, 5] == 0.5
+    with pytest.raises(DataError, match="probe: expected a finite probe with some non-zero pixel"):
+        R.probe_stitch_weight(np.zeros((8, 8)))
+    with pytest.raises(DataError, match="floor"):
+        R.probe_stitch_weight(probe, floor=0.0)
+
+
+def test_weighted_stitching_is_the_weighted_mean_of_the_crops():
+    # two 4 x 4 crops at integer positions, overlapping in a 4 x 2 strip: there the value is the weighted mean
+    N, M = 8, 4
+    patches = np.stack([np.full((N, N), 1.0 + 1j), np.full((N, N), 3.0 - 1j)]).astype(np.complex64)
+    weight = np.ones((N, N))
+    weight[:, N // 2:] = 3.0  # the crop's right half (columns 2, 3) weighs 3, its left half 1
+    positions = np.array([[10.0, 10.0], [12.0, 10.0]])
+    obj = R.reassemble_weighted(patches, weight, positions, M, (20, 20), (0, 0))
+    assert obj.dtype == np.complex64
+    # overlap: canvas columns 10, 11 = columns 2, 3 of the first crop (weight 3), columns 0, 1 of the second (1)
+    np.testing.assert_allclose(obj[8:12, 10:12], (3 * (1 + 1j) + 1 * (3 - 1j)) / 4, rtol=1e-6)
+    np.testing.assert_allclose(obj[8:12, 8:10], 1 + 1j, rtol=1e-6)  # the first crop alone
+    np.testing.assert_allclose(obj[8:12, 12:14], 3 - 1j, rtol=1e-6)  # the second crop alone
+    assert np.count_nonzero(obj) == 4 * 6  # the same region as the equal-weight stitch
+    equal = R.reassemble(patches, positions, M, (20, 20), (0, 0))
+    np.testing.assert_array_equal(obj != 0, equal != 0)
+
+
+def test_weighted_stitching_with_equal_weights_is_reassemble():
+    rng = np.random.default_rng(4)
+    patches = _cplx(rng, 25, 16, 16)
+    positions = rng.uniform(0, 40, size=(25, 2))
+    a = R.reassemble_weighted(patches, np.full((16, 16), 0.3), positions, 10, (50, 50), (-2, 0))
+    b = R.reassemble(patches, positions, 10, (50, 50), (-2, 0))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError, match="weight: expected a positive real array of the patch shape"):
+        R.reassemble_weighted(patches, np.zeros((16, 16)), positions, 10, (50, 50), (0, 0))
+    with pytest.raises(DataError, match="weight"):
+        R.reassemble_weighted(patches, np.ones((8, 8)), positions, 10, (50, 50), (0, 0))

@@ -78,17 +78,19 @@ def test_workflow_streams_a_lazy_directory(stored, tmp_path, monkeypatch):
     monkeypatch.setattr(workflow, "STREAM_CHUNK_BYTES", 10 * 64 * 64 * 8)
     lazy_model = workflow.train(TrainingConfig(train_data_file=path, output_dir=tmp_path / "l", **common))
     np.testing.assert_allclose(lazy_model.history["loss"], eager_model.history["loss"], rtol=1e-5)
-    icfg = InferenceConfig(model=mc, batch_size=BATCH, backend="pytorch", accelerator="cpu")
-    eager = workflow.infer(InferenceConfig(test_data_file=npz, output_dir=tmp_path / "ei", **_kw(icfg)),
-                           model=eager_model.model, write=False)
-    lazy = workflow.infer(InferenceConfig(test_data_file=path, output_dir=tmp_path / "li", **_kw(icfg)),
-                          model=eager_model.model)
-    assert lazy.metadata.streamed and not eager.metadata.streamed
-    assert lazy.object.shape == eager.object.shape and lazy.origin == eager.origin
-    scale = np.abs(eager.object).max()
-    np.testing.assert_allclose(lazy.object, eager.object, rtol=0, atol=1e-5 * scale)
-    assert (tmp_path / "li" / "reconstruction.npz").is_file()
+    for weight in ("probe", "uniform"):  # the streamed stitch sums each chunk's weights: the same object
+        icfg = InferenceConfig(model=mc, batch_size=BATCH, backend="pytorch", accelerator="cpu", stitch_weight=weight)
+        eager = workflow.infer(InferenceConfig(test_data_file=npz, output_dir=tmp_path / f"ei{weight}", **_kw(icfg)),
+                               model=eager_model.model, write=False)
+        lazy = workflow.infer(InferenceConfig(test_data_file=path, output_dir=tmp_path / f"li{weight}", **_kw(icfg)),
+                              model=eager_model.model)
+        assert lazy.metadata.streamed and not eager.metadata.streamed
+        assert lazy.object.shape == eager.object.shape and lazy.origin == eager.origin
+        scale = np.abs(eager.object).max()
+        np.testing.assert_allclose(lazy.object, eager.object, rtol=0, atol=1e-5 * scale)
+        assert (tmp_path / f"li{weight}" / "reconstruction.npz").is_file()
 
 
 def _kw(cfg):
-    return dict(model=cfg.model, batch_size=cfg.batch_size, backend=cfg.backend, accelerator=cfg.accelerator)
+    return dict(model=cfg.model, batch_size=cfg.batch_size, backend=cfg.backend, accelerator=cfg.accelerator,
+                stitch_weight=cfg.stitch_weight)

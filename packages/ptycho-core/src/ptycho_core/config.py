@@ -27,6 +27,7 @@ ALLOWED_N = (64, 128, 256)
 DEFAULT_GRIDSIZE = 1
 """Default ``ModelConfig.gridsize`` (one pattern per group), also the default of the grouping functions."""
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+STITCH_WEIGHTS = ("probe", "uniform")
 DEFAULT_BACKEND = "pytorch"
 DEFAULT_SEED = 42
 """Default random seed of training, inference and the neighbour grouping."""
@@ -353,6 +354,10 @@ class InferenceConfig:
     """Seed of the grouping."""
     stitch_crop: int = attrs.field(default=20, validator=_int_at_least(1))
     """M: side of the central square of each patch used for stitching."""
+    stitch_weight: str = attrs.field(default="probe", validator=_one_of(STITCH_WEIGHTS))
+    """How overlapping crops are averaged: 'probe' weights each pixel by the probe intensity |P|^2 there (floored at
+    1e-3 of the peak), trusting each patch most where its patterns light it; 'uniform', equal weights (before
+    2026-12-05 the only way). The stitched region is the same (physics.md s6)."""
     flip_x: bool = attrs.field(default=False, validator=_boolean)
     """Reverse the columns of every patch before stitching."""
     flip_y: bool = attrs.field(default=False, validator=_boolean)

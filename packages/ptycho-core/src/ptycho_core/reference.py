@@ -11,7 +11,8 @@ Implements the non-learned parts of physics.md exactly as docs/conventions.md fi
   :func:`amplitude_misfit`, :func:`total_loss`, :func:`merge_window`,
   :func:`window_bounds`, :func:`probe_outside_window`;
 - stitching (s4): :func:`canvas_geometry`, :func:`apply_flips`, :func:`crop_center`,
-  :func:`reassemble`, :func:`reassemble_loop`, :func:`splat_sum` (the adjoint of
+  :func:`reassemble`, :func:`reassemble_loop`, :func:`probe_stitch_weight`,
+  :func:`reassemble_weighted`, :func:`splat_sum` (the adjoint of
   :func:`extract_patches`, used by :mod:`ptycho.refine`).
 
 Only NumPy is used. Computation runs in float64 / complex128; arrays are returned as
@@ -53,11 +54,14 @@ from ptycho_core.reference_physics import (
 from ptycho_core.reference_sampling import extract_patches, sample_bilinear, translate
 from ptycho_core.reference_stitch import (
     COVERAGE_EPS,
+    STITCH_WEIGHT_FLOOR,
     apply_flips,
     canvas_geometry,
     crop_center,
+    probe_stitch_weight,
     reassemble,
     reassemble_loop,
+    reassemble_weighted,
     splat_sum,
 )
 
@@ -66,6 +70,7 @@ __all__ = [
     "LOG_EPS",
     "MERGE_EPS",
     "ReferencePlugin",
+    "STITCH_WEIGHT_FLOOR",
     "amplitude_misfit",
     "apply_flips",
     "canvas_geometry",
@@ -87,8 +92,10 @@ __all__ = [
     "poisson_nll",
     "probe_disk_mask",
     "probe_outside_window",
+    "probe_stitch_weight",
     "reassemble",
     "reassemble_loop",
+    "reassemble_weighted",
     "sample_bilinear",
     "splat_sum",
     "total_loss",

@@ -20,6 +20,9 @@ from ptycho_core.reference_sampling import _check_image, _check_positions, _chec
 COVERAGE_EPS = 1e-9
 """Epsilon added to the coverage before dividing (conventions s4)."""
 
+STITCH_WEIGHT_FLOOR = 1e-3
+"""Least weight :func:`probe_stitch_weight` gives a pixel, relative to the brightest (conventions s4)."""
+
 _CHUNK_PIXELS = 1 << 22  # block pixels per bincount pass (bounds the temporary memory)
 
 
@@ -125,6 +128,55 @@ def crop_center(patches, M: int) -> np.ndarray:
         raise DataError(f"crop_size: {M} is larger than the patch side N = {N}")
     s = N // 2 - M // 2
     return a[..., s:s + M, s:s + M]
+
+
+def probe_stitch_weight(probe, floor: float = STITCH_WEIGHT_FLOOR) -> np.ndarray:
+    """Stitching weight of every patch pixel from the probe: ``max(|P|^2 / max |P|^2, floor)`` (conventions s4).
+
+    A patch pixel is as well determined by its patterns as the probe lights it, so where crops
+    overlap, the probe-weighted mean (``InferenceConfig.stitch_weight = 'probe'``) trusts each
+    patch most near its centre; the floor keeps every pixel of the crop in the mean, so the
+    stitched region is the same as with equal weights.
+
+    Parameters
+    ----------
+    probe : array_like, shape (N, N)
+        The probe (complex or real); only ``|P|^2`` is used, up to a factor.
+    floor : float
+        Least relative weight, in (0, 1].
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, N), float64
+        Weights in ``[floor, 1]``.
+    """
+    p = _check_image(probe, "probe", min_ndim=2, max_ndim=2)
+    if not 0.0 < floor <= 1.0:
+        raise DataError(f"floor: expected a number in (0, 1], got {floor!r}")
+    power = np.abs(p.astype(np.complex128)) ** 2
+    peak = power.max()
+    if not np.isfinite(peak) or peak <= 0.0:
+        raise DataError("probe: expected a finite probe with some non-zero pixel to weight the stitching, "
+                        f"got max |P|^2 = {peak!r}")
+    return np.maximum(power / peak, floor)
+
+
+def reassemble_weighted(patches, weight, positions, crop_size: int, canvas_shape, origin) -> np.ndarray:
+    """Weighted stitching: :func:`reassemble` of ``patches * weight`` divided by that of ``weight`` (conventions s4).
+
+    ``weight`` (N, N), real and positive (e.g. :func:`probe_stitch_weight`), is the same for every patch;
+    its central ``M x M`` crop weights the crop of each patch. With equal weights this is
+    :func:`reassemble`. Returns (H, W) complex64, 0 where no crop landed.
+    """
+    a = _check_image(patches, "patches", min_ndim=3, max_ndim=3)
+    w = _check_image(weight, "weight", min_ndim=2, max_ndim=2)
+    if w.shape != a.shape[1:] or np.iscomplexobj(w) or not np.all(w > 0):
+        raise DataError(f"weight: expected a positive real array of the patch shape {a.shape[1:]}, "
+                        f"got {w.dtype} {w.shape}")
+    crops, rows0, cols0, H, W = _prepare(a, positions, crop_size, canvas_shape, origin)
+    total, weights = _splat_sums(crops * crop_center(w, crop_size), rows0, cols0, H, W,
+                                 weight=crop_center(w, crop_size).astype(np.float64))
+    return _finish(total, weights, False)
 
 
 def _prepare(patches, positions, crop_size, canvas_shape, origin):

@@ -123,7 +123,7 @@ class PtychoReconstructor(TrainableReconstructor):
                                  seed=self._settings.seed.get_value(),
                                  refine_iterations=self._settings.refine_iterations.get_value())
         result = workflow.predict(model, dataset, config)
-        rec = workflow.stitch(result, config, self._backend, dataset.object.shape)
+        rec = workflow.stitch(result, config, self._backend, dataset.object.shape, probe=dataset.probe)
         if config.refine_iterations:
             rec = workflow.refine(rec, dataset, config)
         coverage = _coverage(result.positions, result.patches.shape[1], config, dataset.object.shape)

@@ -359,12 +359,50 @@ def predict(model: ModelHandle, dataset: Dataset, config: InferenceConfig) -> In
     return backend.infer(model, grouped, config)
 
 
+def stitch_weight(config: InferenceConfig, probe: np.ndarray | None) -> np.ndarray | None:
+    """The (N, N) weight of every patch pixel for ``config.stitch_weight`` (None: equal weights).
+
+    ``'probe'``: :func:`ptycho_core.reference.probe_stitch_weight` of ``probe``, flipped like the patches
+    (``flip_x``, ``flip_y``, ``transpose``). ``probe`` is the probe of the data being reconstructed; without it
+    a probe weighting is an error, not a silent fallback to equal weights.
+    """
+    if config.stitch_weight == "uniform":
+        return None
+    if probe is None:
+        raise ConfigError("InferenceConfig.stitch_weight: 'probe' weights the stitching by the probe, but no probe "
+                          "was given (pass the dataset's probe, or set stitch_weight = 'uniform')")
+    weight = reference.probe_stitch_weight(probe)
+    return reference.apply_flips(weight[None], config.flip_x, config.flip_y, config.transpose)[0]
+
+
+def _reassemble(backend: backends.Backend, patches: np.ndarray, weight: np.ndarray | None, positions: np.ndarray,
+                crop: int, shape: tuple[int, int], origin: tuple[int, int]) -> np.ndarray:
+    """The backend's native stitching, weighted by ``weight`` (N, N) when given: ``stitch(P w) / stitch(w)``.
+
+    Both stitches divide by the same coverage, so their ratio is the weighted mean of the crops
+    (:func:`ptycho_core.reference.reassemble_weighted`); 0 where no crop landed.
+    """
+    if weight is None:
+        return backend.reassemble(patches, positions, crop, shape, origin)
+    num = backend.reassemble((patches * weight).astype(np.complex64), positions, crop, shape, origin)
+    weights = np.empty(patches.shape, dtype=np.complex64)  # writable: a backend may hand it to its framework
+    weights[:] = weight
+    den = backend.reassemble(weights, positions, crop, shape, origin).real
+    covered = den > 0
+    return np.where(covered, num / np.where(covered, den, 1.0), 0).astype(np.complex64)
+
+
 def stitch(result: InferenceResult, config: InferenceConfig, backend_id: str,
-           object_shape: tuple[int, int] | None = None) -> Reconstruction:
-    """Reassemble predicted patches into the object with the backend's native stitching."""
+           object_shape: tuple[int, int] | None = None, *, probe: np.ndarray | None = None) -> Reconstruction:
+    """Reassemble predicted patches into the object with the backend's native stitching.
+
+    ``probe`` (N, N), the probe of the reconstructed data, is needed for ``config.stitch_weight = 'probe'``
+    (the default; :func:`stitch_weight`).
+    """
+    weight = stitch_weight(config, probe)
     patches = reference.apply_flips(result.patches, config.flip_x, config.flip_y, config.transpose)
     shape, origin = reference.canvas_geometry(result.positions, config.stitch_crop, object_shape)
-    obj = backends.get(backend_id).reassemble(patches, result.positions, config.stitch_crop, shape, origin)
+    obj = _reassemble(backends.get(backend_id), patches, weight, result.positions, config.stitch_crop, shape, origin)
     return Reconstruction(object=obj, origin=origin, metadata={"backend": backend_id})
 
 
@@ -420,11 +458,12 @@ def predict_and_stitch(model: ModelHandle, grouped: GroupedData, config: Inferen
     """
     backend = backends.get(model.backend)
     crop = config.stitch_crop
+    weight = stitch_weight(config, grouped.probe)
     positions = grouped.positions.reshape(-1, 2)
     shape, origin = canvas if canvas is not None else reference.canvas_geometry(positions, crop, object_shape)
     H, W = shape
     total = np.zeros((H, W), dtype=np.complex128)
-    coverage = np.zeros((H, W), dtype=np.float64)
+    coverage = np.zeros((H, W), dtype=np.float64)  # the summed weights (equal weights: the coverage)
     per_chunk = max(1, STREAM_CHUNK_BYTES // (grouped.N * grouped.N * grouped.channels * 8))
     infer_s = stitch_s = 0.0
     for first in range(0, grouped.n_groups, per_chunk):
@@ -435,11 +474,18 @@ def predict_and_stitch(model: ModelHandle, grouped: GroupedData, config: Inferen
         part_pos = result.positions
         del result
         sub_shape, sub_origin = reference.canvas_geometry(part_pos, crop)  # bounding box of this chunk
+        if weight is not None:
+            patches = (patches * weight).astype(np.complex64)
         part = backend.reassemble(patches, part_pos, crop, sub_shape, sub_origin)
         del patches
         ones = np.ones((part_pos.shape[0], crop, crop), dtype=np.float32)
         _, part_cov = reference.reassemble(ones, part_pos, crop, sub_shape, sub_origin, return_coverage=True)
-        _add_at(total, coverage, part, part_cov, sub_origin, origin)
+        part_w = None
+        if weight is not None:  # the summed weights: the stitch of the weight, times the coverage it was divided by
+            w_crops = np.broadcast_to(reference.crop_center(weight, crop), ones.shape)
+            part_w = reference.reassemble(w_crops, part_pos, crop, sub_shape, sub_origin).real.astype(np.float64)
+            part_w *= part_cov + reference.COVERAGE_EPS
+        _add_at(total, coverage, part, part_cov, sub_origin, origin, part_w)
         stitch_s += time.perf_counter() - t1
         infer_s += t1 - t0
     obj = (total / (coverage + reference.COVERAGE_EPS)).astype(np.complex64)
@@ -449,8 +495,9 @@ def predict_and_stitch(model: ModelHandle, grouped: GroupedData, config: Inferen
 
 
 def _add_at(total: np.ndarray, coverage: np.ndarray, part: np.ndarray, part_cov: np.ndarray,
-            part_origin: tuple[int, int], origin: tuple[int, int]) -> None:
-    """Add a chunk's sums ``part * (part_cov + eps)`` and coverage into the canvas where they overlap it."""
+            part_origin: tuple[int, int], origin: tuple[int, int], part_w: np.ndarray | None = None) -> None:
+    """Add a chunk's sums ``part * (part_cov + eps)`` and its summed weights ``part_w`` (default: the coverage
+    ``part_cov``) into the canvas where they overlap it."""
     r0, c0 = part_origin[1] - origin[1], part_origin[0] - origin[0]
     h, w = part.shape
     H, W = total.shape
@@ -461,7 +508,7 @@ def _add_at(total: np.ndarray, coverage: np.ndarray, part: np.ndarray, part_cov:
     src = (slice(rs - r0, re_ - r0), slice(cs - c0, ce - c0))
     cov = part_cov[src].astype(np.float64)
     total[rs:re_, cs:ce] += part[src].astype(np.complex128) * (cov + reference.COVERAGE_EPS)
-    coverage[rs:re_, cs:ce] += cov
+    coverage[rs:re_, cs:ce] += cov if part_w is None else part_w[src]
 
 
 def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset: Dataset | None = None,
@@ -495,7 +542,7 @@ def infer(config: InferenceConfig, *, model: ModelHandle | None = None, dataset:
             result = backends.get(model.backend).infer(model, grouped, config)
             timings["infer_s"] = time.perf_counter() - start
             start = time.perf_counter()
-            rec = stitch(result, config, model.backend, shape)
+            rec = stitch(result, config, model.backend, shape, probe=dataset.probe)
             timings["stitch_s"] = time.perf_counter() - start
             rec.metadata.timings.update(timings)
             rec.metadata.n_patches = int(result.patches.shape[0])
