@@ -11,7 +11,7 @@ from matplotlib.image import imread
 
 from ptycho import workflow
 from ptycho_core import bundle, cli
-from ptycho_core.config import InferenceConfig, TrainingConfig
+from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 from ptycho_core.errors import BundleError, ConfigError, DataError
 
 
@@ -68,6 +68,16 @@ def test_infer_with_saved_bundle(installed_dummy, small_dataset_path, tmp_path):
     second = workflow.infer(icfg)
     np.testing.assert_array_equal(first.object, second.object)
     assert (tmp_path / "b" / "amplitude.png").stat().st_size > 1000
+
+
+def test_infer_with_several_groups_per_position(installed_dummy, small_dataset_path, tmp_path):
+    workflow.run(TrainingConfig(backend="dummy", train_data_file=small_dataset_path, output_dir=tmp_path / "a",
+                                nepochs=1, model=ModelConfig(gridsize=2)))
+    icfg = InferenceConfig(backend="dummy", model_path=tmp_path / "a" / "model", test_data_file=small_dataset_path)
+    one = workflow.infer(icfg, write=False)
+    three = workflow.infer(attrs.evolve(icfg, groups_per_position=3), write=False)
+    assert three.metadata.n_patches == 3 * one.metadata.n_patches
+    assert three.object.shape == one.object.shape and np.isfinite(three.object).all()
 
 
 def test_stitching_weights_the_crops_by_the_probe(installed_dummy, small_dataset_path):

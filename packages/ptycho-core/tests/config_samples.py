@@ -6,7 +6,7 @@ from pathlib import Path
 
 import attrs
 
-from ptycho_core.config import ModelConfig, TrainingConfig
+from ptycho_core.config import InferenceConfig, ModelConfig, TrainingConfig
 
 # Fields whose validators allow only a few values: pick another allowed one.
 CHOICES = {"N": 128, "amp_activation": "swish", "object_window": 0.75, "backend": "tensorflow", "accelerator": "cpu",
@@ -43,4 +43,18 @@ def non_default(cls: type):
         # gridsize 1 + 3 = 4 would need neighbor_count >= 15 (C - 1); keep the group small instead
         values["model"] = attrs.evolve(values["model"], gridsize=2)
         values["neighbor_count"] = 9
+    for name in LEFT_AT_DEFAULT.get(cls, ()):
+        values[name] = default_of(cls, name)
     return cls(**values)
+
+
+#: Fields :func:`non_default` leaves at their default because another non-default field excludes them:
+#: several groups per position (``groups_per_position``) and a subset of the positions (``n_groups``)
+#: (TrainingConfig's ``n_groups``, the same field type and converter, is non-default).
+LEFT_AT_DEFAULT = {InferenceConfig: ("n_groups",)}
+
+
+def default_of(cls: type, name: str):
+    """The default of field ``name`` of ``cls``."""
+    default = attrs.fields_dict(cls)[name].default
+    return default.factory() if isinstance(default, attrs.Factory) else default

@@ -67,6 +67,7 @@ def _no_backend_env(monkeypatch):
         (InferenceConfig, "seed", "42", "an integer >= 0"),
         (InferenceConfig, "stitch_crop", 0, "an integer >= 1"),
         (InferenceConfig, "stitch_weight", "gaussian", "one of 'probe', 'uniform'"),
+        (InferenceConfig, "groups_per_position", 0, "an integer >= 1"),
         (InferenceConfig, "flip_x", "no", "true or false"),
         (InferenceConfig, "flip_y", 0, "true or false"),
         (InferenceConfig, "transpose", None, "true or false"),
@@ -88,7 +89,7 @@ def test_every_validated_field_is_covered():
     covered = {
         "N", "gridsize", "n_filters_scale", "amp_activation", "object_big", "probe_big", "probe_mask", "pad_object",
         "object_window", "probe_scale", "gaussian_smoothing_sigma", "batch_size", "nepochs", "early_stop_patience",
-        "max_train_seconds", "learning_rate",
+        "max_train_seconds", "learning_rate", "groups_per_position",
         "nll_weight", "mae_weight", "realspace_weight", "nphotons", "n_groups", "neighbor_count", "seed",
         "intensity_scale_trainable", "probe_trainable", "positions_provided", "backend", "accelerator", "devices",
         "strategy", "num_nodes", "checkpoint_every", "compile", "stitch_crop", "stitch_weight", "flip_x", "flip_y",

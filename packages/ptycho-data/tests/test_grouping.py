@@ -244,6 +244,25 @@ def test_config_wrappers_use_config_fields(dataset):
     np.testing.assert_array_equal(gi.indices[:, 0], np.arange(dataset.n))
 
 
+def test_groups_per_position_predicts_every_position_in_several_groups(dataset):
+    icfg = InferenceConfig(model=ModelConfig(gridsize=2), neighbor_count=5, seed=4, groups_per_position=3)
+    g = group_for_inference(dataset, icfg)
+    ref = group_dataset(dataset, gridsize=2, n_groups=3 * dataset.n, neighbor_count=5, seed=4, oversample=True)
+    np.testing.assert_array_equal(g.indices, ref.indices)
+    assert g.n_groups == 3 * dataset.n and len({tuple(sorted(r)) for r in g.indices.tolist()}) == g.n_groups
+    assert np.bincount(g.indices.ravel(), minlength=dataset.n).mean() == 3 * 4  # k * C patches per position
+    with pytest.raises(ConfigError, match="groups_per_position: 2 needs a model with gridsize > 1"):
+        group_for_inference(dataset, InferenceConfig(model=ModelConfig(gridsize=1), groups_per_position=2))
+    with pytest.raises(ConfigError, match=r"groups_per_position: 60 x 30 positions = 1800 groups: n_groups: expected "
+                                          r"at most"):
+        group_for_inference(dataset, InferenceConfig(model=ModelConfig(gridsize=2), neighbor_count=5,
+                                                     groups_per_position=60))
+    with pytest.raises(ConfigError, match="InferenceConfig.n_groups: expected at most 30 .*set groups_per_position"):
+        group_for_inference(dataset, InferenceConfig(model=ModelConfig(gridsize=2), n_groups=31))
+    with pytest.raises(ConfigError, match="groups_per_position: 2 .* n_groups = 10 .* set one of the two"):
+        InferenceConfig(groups_per_position=2, n_groups=10)
+
+
 def test_oversampling_by_random_draws_when_the_pool_is_too_large_to_list(dataset, monkeypatch):
     import ptycho_data.grouping as grouping
 

@@ -348,6 +348,9 @@ class InferenceConfig:
     """Groups per prediction batch."""
     n_groups: int | None = attrs.field(default=None, validator=_optional_int_at_least(1))
     """Number of groups to reconstruct (None = one per scan position)."""
+    groups_per_position: int = attrs.field(default=1, validator=_int_at_least(1))
+    """k: predict every scan position in about k groups of different neighbours and average them in the stitch
+    (gridsize > 1; k times the prediction time). 1 = one group per position."""
     neighbor_count: int = attrs.field(default=DEFAULT_NEIGHBOR_COUNT, validator=_int_at_least(1))
     """K: a group is its seed plus C - 1 of the seed's K nearest other positions (K >= C - 1; gridsize > 1)."""
     seed: int = attrs.field(default=DEFAULT_SEED, validator=_int_at_least(0))
@@ -376,6 +379,10 @@ class InferenceConfig:
     """Show progress bars, on stderr and only when stderr is a terminal (off in batch logs)."""
 
     def __attrs_post_init__(self) -> None:
+        if self.groups_per_position > 1 and self.n_groups is not None:
+            raise ConfigError(f"InferenceConfig.groups_per_position: {self.groups_per_position} predicts every scan "
+                              f"position in several groups, n_groups = {self.n_groups} a subset of them; set one of "
+                              f"the two")
         if self.stitch_crop > self.model.N:
             raise ConfigError(
                 f"InferenceConfig.stitch_crop: expected an integer <= N = {self.model.N}, got {self.stitch_crop}"

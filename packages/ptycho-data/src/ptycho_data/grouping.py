@@ -529,6 +529,28 @@ def group_for_training(dataset: Dataset | LazyDataset | list[Dataset | LazyDatas
 
 def group_for_inference(dataset: Dataset | LazyDataset, config: InferenceConfig, *, oversample: bool = False,
                         lazy: bool | None = None) -> GroupedData:
-    """Group ``dataset`` with the gridsize, n_groups, neighbor_count and seed of an inference config."""
-    return group_dataset(dataset, gridsize=config.model.gridsize, n_groups=config.n_groups,
-                         neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample, lazy=lazy)
+    """Group ``dataset`` with the gridsize, n_groups, groups_per_position, neighbor_count and seed of an
+    inference config.
+
+    ``groups_per_position`` k > 1 (gridsize > 1) draws k times as many distinct groups as there are scan
+    positions (``oversample``), so that every position is predicted in about k groups of different
+    neighbours (``k * C`` patches cover each position on average) and the stitch averages them.
+    """
+    n, k, c = dataset.n, config.groups_per_position, config.model.gridsize ** 2
+    n_groups = config.n_groups
+    if k > 1:
+        if c == 1:
+            raise ConfigError(f"InferenceConfig.groups_per_position: {k} needs a model with gridsize > 1 (at "
+                              f"gridsize 1 a group is one pattern, predicted once); got gridsize 1")
+        n_groups, oversample = k * n, True
+    elif n_groups is not None and n_groups > n and c > 1 and not oversample:
+        raise ConfigError(f"InferenceConfig.n_groups: expected at most {n} (one group per scan position), got "
+                          f"{n_groups}; to predict every position in several groups set groups_per_position")
+    try:
+        return group_dataset(dataset, gridsize=config.model.gridsize, n_groups=n_groups,
+                             neighbor_count=config.neighbor_count, seed=config.seed, oversample=oversample, lazy=lazy)
+    except ConfigError as exc:
+        if k > 1 and str(exc).startswith("n_groups"):
+            raise ConfigError(f"InferenceConfig.groups_per_position: {k} x {n} positions = {n_groups} groups: "
+                              f"{exc}") from None
+        raise

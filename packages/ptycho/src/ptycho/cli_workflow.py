@@ -272,7 +272,8 @@ def _command_line(args: argparse.Namespace) -> list[str] | None:
 
 
 #: InferenceConfig fields that ``ptycho run`` and ``demo`` take as flags (the rest follow the TrainingConfig).
-RUN_INFERENCE_FIELDS = ("stitch_crop", "stitch_weight", "flip_x", "flip_y", "transpose", "refine_iterations")
+RUN_INFERENCE_FIELDS = ("stitch_crop", "stitch_weight", "groups_per_position", "flip_x", "flip_y", "transpose",
+                        "refine_iterations")
 
 #: InferenceConfig fields that ``ptycho run``/``demo`` fix themselves: the model is the one just trained
 #: (its bundle fixes the model settings, as for ``ptycho infer``), and it reconstructs the training
