@@ -25,8 +25,8 @@ from ptychodus.api.simulate.diffraction import generate_diffraction_data  # noqa
 from ptychodus.api.simulate.object import generate_uniform_object  # noqa: E402
 from ptychodus.api.simulate.probe import generate_super_gaussian_probe, rescale_probe_intensity  # noqa: E402
 
-from ptycho.ptychodus_data import to_dataset  # noqa: E402
 from ptycho import ptychodus as adapter  # noqa: E402
+from ptycho.ptychodus_data import to_dataset  # noqa: E402
 from ptycho_core.errors import ConfigError, DataError  # noqa: E402
 
 N = 64
