@@ -122,6 +122,24 @@ def test_card_and_ptycho_models_name_a_non_default_scan_step():
     assert "raster (step 4 px) scan" in text and "scan step 4 px" in text
 
 
+def test_card_and_ptycho_models_name_the_weights_a_model_continued_from():
+    """A model trained further from other weights (``--init-from``) names them, with their hash, in ptycho models."""
+    from ptycho.cli_models import format_card
+
+    script = _script()
+    directory = pretrained.directory(SHIPPED)
+    sources = json.loads((directory / script.SOURCES).read_text())
+    fresh = copy.deepcopy(sources)
+    fresh["summary"]["init_from"] = None
+    assert "continued from" not in format_card(script.make_card(SHIPPED, fresh, directory / pretrained.WEIGHTS))
+    further = copy.deepcopy(sources)
+    further["summary"]["init_from"] = "pretrained:older"
+    further["summary"]["provenance"]["inputs"]["init_from"] = {"sha256": "ab" * 32, "pretrained": "older"}
+    card = script.make_card(SHIPPED, further, directory / pretrained.WEIGHTS)
+    assert card["training"]["init_from"] == "pretrained:older"
+    assert "continued from: pretrained:older (sha256 abababababababab...), the weights it had when" in format_card(card)
+
+
 def test_ptycho_models_lists_every_model_with_its_card(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out

@@ -36,6 +36,11 @@ def format_card(card: dict[str, Any]) -> str:
     lines.append(f"  training: backend {t['backend']} on {t['device']}, seed {t['seed']}, {t['epochs']} epochs = "
                  f"{t['steps']:,} optimiser steps of batch {t['batch_size']}, learning rate {t['learning_rate']:g}; "
                  f"final Poisson deviance {t['deviance']:.4g}, amplitude misfit {t['misfit']:.3g}")
+    if t.get("init_from"):
+        sha = (t.get("init_from_record") or {}).get("sha256")
+        lines.append(f"  continued from: {t['init_from']}" + (f" (sha256 {sha[:16]}...)" if sha else "")
+                     + ", the weights it had when this training started; the training and wall-time figures here "
+                       "are of this stage only")
     lines.append(f"  wall time: {_fmt_seconds(t['wall_s'])} (corpus {t['corpus_s']:.0f} s, training "
                  f"{t['train_s']:.0f} s), {t['finished'][:10]}; hardware: {hw['description']}, load average "
                  f"{hw['load_average_start'][0]:.1f} at the start, {hw['load_average_end'][0]:.1f} at the end")
