@@ -481,10 +481,9 @@ def predict_and_stitch(model: ModelHandle, grouped: GroupedData, config: Inferen
         ones = np.ones((part_pos.shape[0], crop, crop), dtype=np.float32)
         _, part_cov = reference.reassemble(ones, part_pos, crop, sub_shape, sub_origin, return_coverage=True)
         part_w = None
-        if weight is not None:  # the summed weights: the stitch of the weight, times the coverage it was divided by
+        if weight is not None:  # the summed weights: the splat of the weight's crop at every position
             w_crops = np.broadcast_to(reference.crop_center(weight, crop), ones.shape)
-            part_w = reference.reassemble(w_crops, part_pos, crop, sub_shape, sub_origin).real.astype(np.float64)
-            part_w *= part_cov + reference.COVERAGE_EPS
+            part_w = reference.splat_sum(w_crops, part_pos, sub_shape, sub_origin)[0].real
         _add_at(total, coverage, part, part_cov, sub_origin, origin, part_w)
         stitch_s += time.perf_counter() - t1
         infer_s += t1 - t0
